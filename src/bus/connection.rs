@@ -1,0 +1,155 @@
+//! `org.libreswan.Connection`: one object per connection pluto has loaded.
+
+use std::sync::Arc;
+
+use zbus::{Variant, interface, message::Header};
+
+use super::{Error, audit};
+use crate::{model::Connection, polkit::Action, service::Service};
+
+/// The D-Bus object of one connection. It holds only the name: every property is read from
+/// the service's model, so there is one copy of the truth.
+pub struct ConnectionObject {
+    name: String,
+    service: Arc<Service>,
+}
+
+impl ConnectionObject {
+    pub fn new(name: String, service: Arc<Service>) -> Self {
+        Self { name, service }
+    }
+
+    fn snapshot(&self) -> Connection {
+        self.service.connection(&self.name).unwrap_or_default()
+    }
+}
+
+/// The properties that PropertiesChanged announces, with their values for `connection`; the
+/// same values the getters below return.
+pub(crate) fn signalled_properties(connection: &Connection) -> [(&'static str, Variant<'static>); 10]
+{
+    let info = &connection.info;
+    [
+        ("State", Variant::from(connection.state.as_str())),
+        ("Routed", Variant::from(info.routed())),
+        ("LocalAddress", Variant::from(info.local_address.clone())),
+        ("RemoteAddress", Variant::from(info.remote_address.clone())),
+        ("LocalId", Variant::from(info.local_id.clone())),
+        ("RemoteId", Variant::from(info.remote_id.clone())),
+        ("LocalSubnets", Variant::from(info.local_subnets.clone())),
+        ("RemoteSubnets", Variant::from(info.remote_subnets.clone())),
+        ("IkeVersion", Variant::from(info.ike_version)),
+        ("Template", Variant::from(info.template.clone())),
+    ]
+}
+
+/// One IPsec connection loaded in pluto (a `conn` of ipsec.conf, or an instance of a
+/// template). Reading is open to every local user; changing anything is authorised by polkit.
+#[interface(name = "org.libreswan.Connection")]
+impl ConnectionObject {
+    /// Takes the tunnel down as `ipsec down` does: pluto deletes the connection's Child SAs,
+    /// and its IKE SA unless another connection still uses it. The connection stays loaded and
+    /// keeps its route, so a routed connection's traffic never takes another path; bring it up
+    /// again later. Returns once pluto has finished. On a connection with no SAs it succeeds
+    /// and changes nothing. polkit action: org.libreswan.connection.down.
+    async fn down(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] bus: &zbus::Connection,
+    ) -> Result<(), Error> {
+        audit::guarded(
+            &self.service,
+            bus,
+            &header,
+            Action::Down,
+            "down",
+            &self.name,
+            || self.service.down(&self.name),
+        )
+        .await
+    }
+
+    /// The connection's name in pluto; an instance of a template is named like `rw[3]`.
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    /// `up` when a Child SA of the connection is established, `negotiating` while an IKE or
+    /// Child exchange of it is in flight, `down` otherwise.
+    #[zbus(property)]
+    fn state(&self) -> String {
+        self.snapshot().state.as_str().to_owned()
+    }
+
+    /// Whether pluto holds a kernel policy for the connection: a trap that brings the tunnel
+    /// up on demand, or the tunnel's own while it is up.
+    #[zbus(property)]
+    fn routed(&self) -> bool {
+        self.snapshot().info.routed()
+    }
+
+    /// This end's IP address; empty where pluto does not say.
+    #[zbus(property)]
+    fn local_address(&self) -> String {
+        self.snapshot().info.local_address
+    }
+
+    /// The peer's IP address, or `%any` for a template; empty where pluto does not say.
+    #[zbus(property)]
+    fn remote_address(&self) -> String {
+        self.snapshot().info.remote_address
+    }
+
+    /// This end's IKE identity, e.g. `@west`; empty where pluto does not say.
+    #[zbus(property)]
+    fn local_id(&self) -> String {
+        self.snapshot().info.local_id
+    }
+
+    /// The peer's IKE identity; empty where pluto does not say.
+    #[zbus(property)]
+    fn remote_id(&self) -> String {
+        self.snapshot().info.remote_id
+    }
+
+    /// The networks behind this end that the tunnel carries, e.g. `10.1.0.0/24`; empty for a
+    /// host-to-host tunnel.
+    #[zbus(property)]
+    fn local_subnets(&self) -> Vec<String> {
+        self.snapshot().info.local_subnets
+    }
+
+    /// The networks behind the peer that the tunnel carries; empty for a host-to-host tunnel.
+    #[zbus(property)]
+    fn remote_subnets(&self) -> Vec<String> {
+        self.snapshot().info.remote_subnets
+    }
+
+    /// 1 or 2; 0 where pluto does not say.
+    #[zbus(property)]
+    fn ike_version(&self) -> u32 {
+        self.snapshot().info.ike_version
+    }
+
+    /// For an instance of a template (a road-warrior server's connected peer), the template's
+    /// name; empty for an ordinary connection.
+    #[zbus(property)]
+    fn template(&self) -> String {
+        self.snapshot().info.template
+    }
+
+    /// Bytes received through the tunnel since its Child SA was established; restarts at each
+    /// rekey. Not signalled: read it when showing it.
+    #[zbus(property(emits_changed_signal = "false"))]
+    async fn bytes_in(&self) -> u64 {
+        self.service.bytes(&self.name).await.0
+    }
+
+    /// Bytes sent through the tunnel since its Child SA was established; restarts at each
+    /// rekey. Not signalled: read it when showing it.
+    #[zbus(property(emits_changed_signal = "false"))]
+    async fn bytes_out(&self) -> u64 {
+        self.service.bytes(&self.name).await.1
+    }
+}

@@ -1,0 +1,81 @@
+//! The daemon: logging, options, signals; everything else lives in the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use libreswan_dbus::options::Options;
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::error;
+use tracing_subscriber::{EnvFilter, prelude::*};
+
+fn main() -> ExitCode {
+    init_logging();
+    let options = Options::parse();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            error!(error = %err, "cannot start the runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+
+    runtime.block_on(async {
+        // Installed before serving, so a signal during start-up is not lost.
+        let (mut terminate, mut interrupt) =
+            match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+                (Ok(terminate), Ok(interrupt)) => (terminate, interrupt),
+                (Err(err), _) | (_, Err(err)) => {
+                    error!(error = %err, "cannot install signal handlers");
+                    return ExitCode::FAILURE;
+                }
+            };
+        let shutdown = async {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+        };
+
+        match libreswan_dbus::run(options, shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                error!("{:#}", anyhow_like(&err));
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// Logs to the journal with structured fields when systemd started us, as text otherwise.
+/// `RUST_LOG` sets the level (default `info`).
+fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let registry = tracing_subscriber::registry().with(filter);
+    let journald = std::env::var_os("JOURNAL_STREAM")
+        .is_some()
+        .then(|| tracing_journald::layer().ok())
+        .flatten();
+    match journald {
+        Some(layer) => registry.with(layer).init(),
+        None => registry
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .init(),
+    }
+}
+
+/// The error with its chain of causes, `outer: inner: innermost`.
+fn anyhow_like(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

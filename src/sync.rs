@@ -1,0 +1,284 @@
+//! The sync loop: keeps the published objects in step with pluto, cheaply.
+//!
+//! Two tiers. Every poll interval the cheap SA listing (`--showstates`, about 2 ms at any
+//! number of connections) updates each connection's `State`. The full listing (`--status`,
+//! O(connections): about 0.4 s of pluto's time at 10,000 connections) runs
+//! - at most every list interval: `--list-interval`, or by default 200 times its own last
+//!   duration, so it costs pluto at most 0.5 % of a core, clamped to [poll interval, 60 s];
+//! - when a cheap signal says the set of connections changed: a state names a connection we do
+//!   not know, or (5.x) `--briefconnectionstatus` reports another number of loaded connections;
+//! - when pluto comes back after being unreachable;
+//! - after each verb, and for `Refresh()` — never more than once per poll interval however
+//!   often it is asked for; callers waiting at the same time share one listing.
+//!
+//! Limitation: a connection deleted and another added between two full listings, with no SA
+//! on either, shows only at the next full listing (up to 60 s) on 4.x, which has no cheap count
+//! of loaded connections.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use tokio::{
+    sync::{Notify, watch},
+    time::{Instant, sleep_until},
+};
+use tracing::{debug, info, warn};
+
+use crate::{
+    bus,
+    model::{Connection, TunnelState, tunnel_states},
+    parse::{SaState, Status, parse_brief_connection_status, parse_showstates, parse_status},
+    pluto::{PlutoError, Request},
+    service::Service,
+};
+
+/// The longest gap between two full listings when the interval is chosen automatically.
+const MAX_LIST_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The automatic list interval is this many times the last listing's duration.
+const LIST_COST_FACTOR: u32 = 200;
+
+/// Requests for a full listing, and the count of listings started and finished.
+#[derive(Default)]
+pub(crate) struct Refresh {
+    wanted: Notify,
+    started: AtomicU64,
+    finished: watch::Sender<u64>,
+}
+
+/// When the next full listing may and must run.
+struct Schedule {
+    poll_interval: Duration,
+    list_interval: Option<Duration>,
+    last_start: Instant,
+    last_cost: Duration,
+}
+
+impl Schedule {
+    fn interval(&self) -> Duration {
+        self.list_interval.unwrap_or_else(|| {
+            (self.last_cost * LIST_COST_FACTOR).clamp(self.poll_interval, MAX_LIST_INTERVAL)
+        })
+    }
+
+    fn due(&self, now: Instant) -> bool {
+        now >= self.last_start + self.interval()
+    }
+
+    /// Listings asked for by callers or cheap signals wait until this instant.
+    fn earliest(&self) -> Instant {
+        self.last_start + self.poll_interval
+    }
+}
+
+impl Service {
+    /// Asks for a full listing and waits until one that started after this call has finished.
+    pub async fn refresh(&self) {
+        let mut finished = self.refresh.finished.subscribe();
+        let target = self.refresh.started.load(Ordering::SeqCst) + 1;
+        self.refresh.wanted.notify_one();
+        // The sender lives as long as the service.
+        let _ = finished.wait_for(|&done| done >= target).await;
+    }
+
+    /// Asks for a full listing soon, without waiting for it.
+    pub fn request_listing(&self) {
+        self.refresh.wanted.notify_one();
+    }
+
+    /// Runs the first full listing, before the objects are published and the name is taken.
+    /// A pluto that is down or hangs delays start-up by at most the whack timeout.
+    /// Returns how long pluto took, for [`Service::run_sync`].
+    pub async fn initial_listing(self: &Arc<Self>) -> Duration {
+        self.list().await
+    }
+
+    /// Runs forever; the caller drops it at shutdown.
+    pub async fn run_sync(self: Arc<Self>, first_listing_cost: Duration) {
+        let poll_interval = self.settings.poll_interval;
+        let mut schedule = Schedule {
+            poll_interval,
+            list_interval: self.settings.list_interval,
+            last_start: Instant::now(),
+            last_cost: first_listing_cost,
+        };
+        let mut next_poll = Instant::now() + poll_interval;
+
+        loop {
+            let listing_wanted = tokio::select! {
+                () = sleep_until(next_poll) => {
+                    next_poll = Instant::now() + poll_interval;
+                    schedule.due(Instant::now()) || self.poll().await
+                }
+                () = self.refresh.wanted.notified() => true,
+            };
+            if listing_wanted {
+                sleep_until(schedule.earliest()).await;
+                schedule.last_start = Instant::now();
+                schedule.last_cost = self.list().await;
+                debug!(
+                    cost_ms = schedule.last_cost.as_millis(),
+                    next_in_s = schedule.interval().as_secs_f32(),
+                    "full listing done"
+                );
+            }
+        }
+    }
+
+    /// One full listing, applied. Returns how long pluto took.
+    async fn list(self: &Arc<Self>) -> Duration {
+        let generation = self.refresh.started.fetch_add(1, Ordering::SeqCst) + 1;
+        let started = Instant::now();
+        let result = self.pluto.run(&Request::Status).await;
+        let cost = started.elapsed();
+
+        match result {
+            Ok(output) => self.apply_listing(parse_status(&output.stdout)).await,
+            Err(err) => self.pluto_lost(&err).await,
+        }
+        self.refresh.finished.send_replace(generation);
+        cost
+    }
+
+    /// The cheap tier. Returns whether a full listing is needed now.
+    async fn poll(self: &Arc<Self>) -> bool {
+        let states = match self.pluto.run(&Request::ShowStates).await {
+            Ok(output) => parse_showstates(&output.stdout),
+            Err(err) => {
+                self.pluto_lost(&err).await;
+                return false;
+            }
+        };
+
+        let (running, known, major) = {
+            let model = self.model();
+            let known = model.connections.len() as u64;
+            (model.pluto_running, known, model.pluto_major())
+        };
+        if !running {
+            info!("pluto answers again; reading its connections anew");
+            return true;
+        }
+
+        let stranger = {
+            let model = self.model();
+            states
+                .iter()
+                .any(|sa| !model.connections.contains_key(&sa.connection))
+        };
+        let count_changed = major.is_some_and(|m| m >= 5) && self.loaded_count().await != known;
+        self.apply_states(&states).await;
+        stranger || count_changed
+    }
+
+    /// 5.x's cheap count of loaded connections; the known count when it cannot be read, so a
+    /// failure does not trigger listings.
+    async fn loaded_count(&self) -> u64 {
+        let known = self.model().connections.len() as u64;
+        match self.pluto.run(&Request::BriefConnectionStatus).await {
+            Ok(output) => parse_brief_connection_status(&output.stdout).map_or(known, |t| t.loaded),
+            Err(_) => known,
+        }
+    }
+
+    /// Brings every connection's `State` in line with pluto's state list.
+    pub(crate) async fn apply_states(&self, states: &[SaState]) {
+        let derived = tunnel_states(states);
+        let mut changes = Vec::new();
+        {
+            let mut model = self.model();
+            for (name, connection) in &mut model.connections {
+                let state = derived
+                    .get(name.as_str())
+                    .copied()
+                    .unwrap_or(TunnelState::Down);
+                if connection.state != state {
+                    let old = connection.clone();
+                    connection.state = state;
+                    changes.push((old, connection.clone()));
+                }
+            }
+        }
+        for (old, new) in changes {
+            bus::connection_changed(&self.bus, &old, &new).await;
+        }
+    }
+
+    /// Replaces the model with a full listing: objects appear, vanish and change to match.
+    async fn apply_listing(self: &Arc<Self>, status: Status) {
+        let derived = tunnel_states(&status.states);
+        let mut fresh: BTreeMap<String, Connection> = BTreeMap::new();
+        for info in status.connections {
+            let state = derived
+                .get(info.name.as_str())
+                .copied()
+                .unwrap_or_default();
+            fresh.insert(info.name.clone(), Connection { info, state });
+        }
+
+        let (added, removed, changed, came_back, version_changed) = {
+            let mut model = self.model();
+            let added: Vec<String> = fresh
+                .keys()
+                .filter(|name| !model.connections.contains_key(*name))
+                .cloned()
+                .collect();
+            let removed: Vec<String> = model
+                .connections
+                .keys()
+                .filter(|name| !fresh.contains_key(*name))
+                .cloned()
+                .collect();
+            let changed: Vec<(Connection, Connection)> = fresh
+                .iter()
+                .filter_map(|(name, new)| {
+                    let old = model.connections.get(name)?;
+                    (old != new).then(|| (old.clone(), new.clone()))
+                })
+                .collect();
+            let came_back = !model.pluto_running;
+            let version_changed = model.pluto_version != status.pluto_version;
+            model.connections = fresh;
+            model.pluto_running = true;
+            model.pluto_problem.clear();
+            model.pluto_version = status.pluto_version;
+            (added, removed, changed, came_back, version_changed)
+        };
+
+        if came_back || version_changed {
+            bus::manager_changed(self).await;
+        }
+        for name in &removed {
+            info!(connection = %name, "connection gone from pluto");
+            bus::unpublish(&self.bus, name).await;
+        }
+        for name in &added {
+            debug!(connection = %name, "connection loaded in pluto");
+            bus::publish(self, name).await;
+        }
+        for (old, new) in &changed {
+            bus::connection_changed(&self.bus, old, new).await;
+        }
+    }
+
+    /// pluto could not be asked: keep every object, say pluto is not running.
+    async fn pluto_lost(self: &Arc<Self>, err: &PlutoError) {
+        let was_running = {
+            let mut model = self.model();
+            model.pluto_problem = err.to_string();
+            std::mem::replace(&mut model.pluto_running, false)
+        };
+        if was_running {
+            warn!(reason = %err, "pluto is unreachable; keeping the objects until it answers");
+            bus::manager_changed(self).await;
+        } else {
+            debug!(reason = %err, "pluto still unreachable");
+        }
+    }
+}
