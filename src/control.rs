@@ -13,7 +13,7 @@ use std::{
 use tracing::debug;
 
 use crate::{
-    parse::{ReplyProblem, SaKind, parse_reply, parse_showstates},
+    parse::{ReplyProblem, SaKind, parse_reply},
     pluto::{PlutoError, Request, Unavailable},
     service::Service,
 };
@@ -42,7 +42,10 @@ pub(crate) struct VerbLocks(Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>
 
 impl VerbLocks {
     fn get(&self, connection: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut locks = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(lock) = locks.get(connection).and_then(Weak::upgrade) {
             return lock;
         }
@@ -109,9 +112,7 @@ impl Service {
     /// the way, so the change shows before the call returns.
     async fn verify_no_child_sa(&self, connection: &str, said: &[String]) -> Result<(), VerbError> {
         for attempt in 1..=VERIFY_ATTEMPTS {
-            let output = self.pluto.run(&Request::ShowStates).await?;
-            let states = parse_showstates(&output.stdout);
-            self.apply_states(&states).await;
+            let states = self.read_states().await?;
 
             let left = states
                 .iter()
@@ -126,7 +127,10 @@ impl Service {
         let words = if said.is_empty() {
             "its Child SAs are still there".to_owned()
         } else {
-            format!("its Child SAs are still there; pluto said: {}", said.join(" / "))
+            format!(
+                "its Child SAs are still there; pluto said: {}",
+                said.join(" / ")
+            )
         };
         Err(VerbError::Refused {
             connection: connection.to_owned(),

@@ -58,7 +58,9 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
     let first_listing_cost = service.initial_listing().await;
     let server = bus.object_server();
     server.at(ROOT_PATH, ObjectManager).await?;
-    server.at(ROOT_PATH, Manager::new(Arc::clone(&service))).await?;
+    server
+        .at(ROOT_PATH, Manager::new(Arc::clone(&service)))
+        .await?;
     let names: Vec<String> = service.model().connections.keys().cloned().collect();
     for name in &names {
         bus::publish(&service, name).await;
@@ -88,7 +90,10 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         .await
         .is_err()
     {
-        warn!(grace_s = SHUTDOWN_GRACE.as_secs(), "calls still in flight; exiting anyway");
+        warn!(
+            grace_s = SHUTDOWN_GRACE.as_secs(),
+            "calls still in flight; exiting anyway"
+        );
     }
     sync.abort();
     Ok(())

@@ -26,14 +26,16 @@ fn main() -> ExitCode {
 
     runtime.block_on(async {
         // Installed before serving, so a signal during start-up is not lost.
-        let (mut terminate, mut interrupt) =
-            match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-                (Ok(terminate), Ok(interrupt)) => (terminate, interrupt),
-                (Err(err), _) | (_, Err(err)) => {
-                    error!(error = %err, "cannot install signal handlers");
-                    return ExitCode::FAILURE;
-                }
-            };
+        let (mut terminate, mut interrupt) = match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(terminate), Ok(interrupt)) => (terminate, interrupt),
+            (Err(err), _) | (_, Err(err)) => {
+                error!(error = %err, "cannot install signal handlers");
+                return ExitCode::FAILURE;
+            }
+        };
         let shutdown = async {
             tokio::select! {
                 _ = terminate.recv() => {}

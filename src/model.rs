@@ -44,6 +44,8 @@ pub struct Model {
     pub pluto_problem: String,
     pub pluto_version: String,
     pub connections: BTreeMap<String, Connection>,
+    /// The ticket of the newest SA listing applied; see [`crate::service::Service::ticket`].
+    pub states_as_of: u64,
 }
 
 impl Model {
@@ -79,7 +81,11 @@ impl TunnelState {
             Self::Negotiating => 1,
             Self::Up => 2,
         };
-        if rank(other) > rank(self) { other } else { self }
+        if rank(other) > rank(self) {
+            other
+        } else {
+            self
+        }
     }
 }
 

@@ -40,6 +40,12 @@ pub enum Denied {
          authorization (for example busctl --allow-interactive-authorization=yes)"
     )]
     InteractionRequired { verb: String, connection: String },
+    #[error("not authorized to {verb} {connection}: polkit could not be asked ({reason})")]
+    Unchecked {
+        verb: String,
+        connection: String,
+        reason: String,
+    },
 }
 
 /// Asks polkitd whether the sender of `header` may run `verb` on `connection`.
@@ -54,11 +60,6 @@ pub async fn authorize(
         .primary()
         .flags()
         .contains(Flags::ALLOW_INTERACTIVE_AUTH);
-    let not_authorized = || Denied::NotAuthorized {
-        verb: verb.to_owned(),
-        connection: connection.to_owned(),
-    };
-
     let answer = check(bus, header, action, verb, connection, interactive).await;
     match answer {
         Ok(result) if result.is_authorized => Ok(()),
@@ -66,10 +67,17 @@ pub async fn authorize(
             verb: verb.to_owned(),
             connection: connection.to_owned(),
         }),
-        Ok(_) => Err(not_authorized()),
+        Ok(_) => Err(Denied::NotAuthorized {
+            verb: verb.to_owned(),
+            connection: connection.to_owned(),
+        }),
         Err(reason) => {
             warn!(%reason, action = action.id(), connection, "polkit check failed; refusing");
-            Err(not_authorized())
+            Err(Denied::Unchecked {
+                verb: verb.to_owned(),
+                connection: connection.to_owned(),
+                reason,
+            })
         }
     }
 }
@@ -103,6 +111,9 @@ async fn check(
     match tokio::time::timeout(limit, call).await {
         Ok(Ok(result)) => Ok(result),
         Ok(Err(err)) => Err(err.to_string()),
-        Err(_) => Err(format!("polkitd did not answer within {} s", limit.as_secs())),
+        Err(_) => Err(format!(
+            "polkitd did not answer within {} s",
+            limit.as_secs()
+        )),
     }
 }

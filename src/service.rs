@@ -6,7 +6,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Mutex, MutexGuard},
+    sync::{
+        Mutex, MutexGuard,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -37,6 +40,7 @@ pub struct Service {
     traffic: tokio::sync::Mutex<TrafficCache>,
     /// Each method call holds a read guard; shutdown takes the write side to wait for them.
     pub(crate) calls_in_flight: tokio::sync::RwLock<()>,
+    tickets: AtomicU64,
 }
 
 /// Byte counters from the last `--trafficstatus`, summed per connection.
@@ -57,13 +61,23 @@ impl Service {
             refresh: Refresh::default(),
             traffic: tokio::sync::Mutex::default(),
             calls_in_flight: tokio::sync::RwLock::new(()),
+            tickets: AtomicU64::new(1),
         }
+    }
+
+    /// A ticket taken just before asking pluto for its SAs. The sync loop and the verbs read
+    /// SAs concurrently; an answer is applied only if no answer to a later question was
+    /// applied first, so a slow poll cannot undo what a verb has just shown.
+    pub(crate) fn ticket(&self) -> u64 {
+        self.tickets.fetch_add(1, Ordering::SeqCst)
     }
 
     /// The model, locked. Callers copy out what they need and drop the guard at once.
     pub(crate) fn model(&self) -> MutexGuard<'_, Model> {
         // A panic while holding the lock leaves plain data behind; reading it is still sound.
-        self.model.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.model
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// A copy of one connection, if pluto still has it.

@@ -135,31 +135,44 @@ impl Service {
     async fn list(self: &Arc<Self>) -> Duration {
         let generation = self.refresh.started.fetch_add(1, Ordering::SeqCst) + 1;
         let started = Instant::now();
+        let ticket = self.ticket();
         let result = self.pluto.run(&Request::Status).await;
         let cost = started.elapsed();
 
         match result {
-            Ok(output) => self.apply_listing(parse_status(&output.stdout)).await,
+            Ok(output) => {
+                self.apply_listing(parse_status(&output.stdout), ticket)
+                    .await;
+            }
             Err(err) => self.pluto_lost(&err).await,
         }
         self.refresh.finished.send_replace(generation);
         cost
     }
 
+    /// Reads pluto's SAs and brings every connection's `State` in line with them.
+    pub(crate) async fn read_states(&self) -> Result<Vec<SaState>, PlutoError> {
+        let ticket = self.ticket();
+        let output = self.pluto.run(&Request::ShowStates).await?;
+        let states = parse_showstates(&output.stdout);
+        self.apply_states(&states, ticket).await;
+        Ok(states)
+    }
+
     /// The cheap tier. Returns whether a full listing is needed now.
     async fn poll(self: &Arc<Self>) -> bool {
-        let states = match self.pluto.run(&Request::ShowStates).await {
-            Ok(output) => parse_showstates(&output.stdout),
+        let running = self.model().pluto_running;
+        let states = match self.read_states().await {
+            Ok(states) => states,
             Err(err) => {
                 self.pluto_lost(&err).await;
                 return false;
             }
         };
 
-        let (running, known, major) = {
+        let (known, major) = {
             let model = self.model();
-            let known = model.connections.len() as u64;
-            (model.pluto_running, known, model.pluto_major())
+            (model.connections.len() as u64, model.pluto_major())
         };
         if !running {
             info!("pluto answers again; reading its connections anew");
@@ -173,7 +186,6 @@ impl Service {
                 .any(|sa| !model.connections.contains_key(&sa.connection))
         };
         let count_changed = major.is_some_and(|m| m >= 5) && self.loaded_count().await != known;
-        self.apply_states(&states).await;
         stranger || count_changed
     }
 
@@ -187,12 +199,17 @@ impl Service {
         }
     }
 
-    /// Brings every connection's `State` in line with pluto's state list.
-    pub(crate) async fn apply_states(&self, states: &[SaState]) {
+    /// Brings every connection's `State` in line with pluto's state list, unless a newer list
+    /// was applied already.
+    async fn apply_states(&self, states: &[SaState], ticket: u64) {
         let derived = tunnel_states(states);
         let mut changes = Vec::new();
         {
             let mut model = self.model();
+            if ticket < model.states_as_of {
+                return;
+            }
+            model.states_as_of = ticket;
             for (name, connection) in &mut model.connections {
                 let state = derived
                     .get(name.as_str())
@@ -211,19 +228,23 @@ impl Service {
     }
 
     /// Replaces the model with a full listing: objects appear, vanish and change to match.
-    async fn apply_listing(self: &Arc<Self>, status: Status) {
+    async fn apply_listing(self: &Arc<Self>, status: Status, ticket: u64) {
         let derived = tunnel_states(&status.states);
-        let mut fresh: BTreeMap<String, Connection> = BTreeMap::new();
-        for info in status.connections {
-            let state = derived
-                .get(info.name.as_str())
-                .copied()
-                .unwrap_or_default();
-            fresh.insert(info.name.clone(), Connection { info, state });
-        }
-
         let (added, removed, changed, came_back, version_changed) = {
             let mut model = self.model();
+            // The listing's SAs are older than some applied since: keep the newer states.
+            let states_fresh = ticket >= model.states_as_of;
+            if states_fresh {
+                model.states_as_of = ticket;
+            }
+            let mut fresh: BTreeMap<String, Connection> = BTreeMap::new();
+            for info in status.connections {
+                let state = match model.connections.get(&info.name) {
+                    Some(known) if !states_fresh => known.state,
+                    _ => derived.get(info.name.as_str()).copied().unwrap_or_default(),
+                };
+                fresh.insert(info.name.clone(), Connection { info, state });
+            }
             let added: Vec<String> = fresh
                 .keys()
                 .filter(|name| !model.connections.contains_key(*name))

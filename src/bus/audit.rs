@@ -75,7 +75,9 @@ where
 
     let result = operation().await;
     match &result {
-        Ok(()) => info!(%sender, ?uid, ?pid, verb, connection, outcome = "done", "verb carried out"),
+        Ok(()) => {
+            info!(%sender, ?uid, ?pid, verb, connection, outcome = "done", "verb carried out")
+        }
         Err(err) => {
             warn!(%sender, ?uid, ?pid, verb, connection, outcome = "failed", error = %err, "verb failed")
         }

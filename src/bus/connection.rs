@@ -26,8 +26,9 @@ impl ConnectionObject {
 
 /// The properties that PropertiesChanged announces, with their values for `connection`; the
 /// same values the getters below return.
-pub(crate) fn signalled_properties(connection: &Connection) -> [(&'static str, Variant<'static>); 10]
-{
+pub(crate) fn signalled_properties(
+    connection: &Connection,
+) -> [(&'static str, Variant<'static>); 10] {
     let info = &connection.info;
     [
         ("State", Variant::from(connection.state.as_str())),

@@ -6,11 +6,7 @@ use zbus::{
     names::ErrorName,
 };
 
-use crate::{
-    control::VerbError,
-    pluto::PlutoError,
-    polkit::Denied,
-};
+use crate::{control::VerbError, pluto::PlutoError, polkit::Denied};
 
 /// An error returned by a method of `org.libreswan.*`, with a message a person can act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,7 +64,9 @@ impl From<Denied> for Error {
     fn from(denied: Denied) -> Self {
         let message = denied.to_string();
         match denied {
-            Denied::NotAuthorized { .. } => Self::NotAuthorized(message),
+            Denied::NotAuthorized { .. } | Denied::Unchecked { .. } => {
+                Self::NotAuthorized(message)
+            }
             Denied::InteractionRequired { .. } => Self::InteractiveAuthorizationRequired(message),
         }
     }
@@ -151,11 +149,21 @@ mod tests {
     fn messages_say_which_and_carry_pluto_words() {
         let missing: Error =
             PlutoError::Unavailable(Unavailable::SocketMissing("/x/pluto.ctl".into())).into();
-        assert!(missing.description().unwrap().contains("/x/pluto.ctl does not exist"));
+        assert!(
+            missing
+                .description()
+                .unwrap()
+                .contains("/x/pluto.ctl does not exist")
+        );
 
         let refused: Error =
             PlutoError::Unavailable(Unavailable::ConnectionRefused("/x/pluto.ctl".into())).into();
-        assert!(refused.description().unwrap().contains("nothing accepts connections"));
+        assert!(
+            refused
+                .description()
+                .unwrap()
+                .contains("nothing accepts connections")
+        );
 
         let failed: Error = VerbError::Refused {
             connection: "a".into(),

@@ -17,10 +17,10 @@ use std::{borrow::Cow, collections::HashMap, sync::Arc};
 
 use tracing::warn;
 use zbus::{
+    OwnedObjectPath, Variant,
     fdo::Properties,
     names::InterfaceName,
     object_server::{Interface, SignalEmitter},
-    OwnedObjectPath, Variant,
 };
 
 use crate::{label, model::Connection, service::Service};

@@ -58,7 +58,10 @@ impl fmt::Display for Unavailable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::SocketMissing(socket) => {
-                write!(f, "pluto is not running: its control socket {socket} does not exist")
+                write!(
+                    f,
+                    "pluto is not running: its control socket {socket} does not exist"
+                )
             }
             Self::ConnectionRefused(socket) => write!(
                 f,

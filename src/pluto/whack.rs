@@ -62,7 +62,10 @@ impl Whack {
             .stderr(Stdio::piped())
             // Dropping the future on timeout kills whack.
             .kill_on_drop(true);
-        let output = command.output().await.map_err(|err| self.spawn_error(&err))?;
+        let output = command
+            .output()
+            .await
+            .map_err(|err| self.spawn_error(&err))?;
 
         let output = Output {
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
