@@ -1,28 +1,68 @@
 //! The verbs: what each state-changing method asks of pluto, and how its answer is judged.
 //!
 //! whack's exit status cannot be trusted (pluto reports many failures with 0, and 4.x says
-//! nothing at all for an unknown name), so every verb decides from pluto's words and from
-//! reading pluto's state again afterwards.
+//! nothing at all for an unknown name), so every verb decides from pluto's words and, where it
+//! matters, from reading pluto's state again afterwards.
+//!
+//! One verb runs at a time per connection; identical calls that arrive while one runs share
+//! its pluto run and its result.
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, Weak},
+    sync::{Arc, Mutex, MutexGuard, Weak},
     time::Duration,
 };
 
-use tracing::debug;
+use futures_util::future::{BoxFuture, FutureExt, Shared};
+use tokio::task::AbortHandle;
+use tracing::{debug, info};
 
 use crate::{
-    parse::{ReplyProblem, SaKind, parse_reply},
-    pluto::{PlutoError, Request, Unavailable},
+    bus,
+    model::{Connection, TunnelState},
+    parse::{InitiateEvent, Reply, ReplyProblem, SaKind, parse_initiate_line, parse_reply},
+    pluto::{Output, PlutoError, Progress, Request, Unavailable},
+    polkit::Action,
     service::Service,
 };
 
-/// How often, and how far apart, the state is read again after a verb before its effect is
+/// How often, and how far apart, the state is read again after Down before its effect is
 /// judged missing. pluto finishes deleting SAs before whack returns; the re-reads only cover a
 /// delete still on its way through pluto's event loop.
 const VERIFY_ATTEMPTS: u32 = 3;
 const VERIFY_PAUSE: Duration = Duration::from_millis(100);
+
+/// A state-changing operation on one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Verb {
+    Up,
+    Down,
+    Route,
+    Unroute,
+    Delete,
+}
+
+impl Verb {
+    /// The word used in logs and in polkit's `verb` detail.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Up => "up",
+            Self::Down => "down",
+            Self::Route => "route",
+            Self::Unroute => "unroute",
+            Self::Delete => "delete",
+        }
+    }
+
+    pub fn action(self) -> Action {
+        match self {
+            Self::Up => Action::Up,
+            Self::Down => Action::Down,
+            Self::Route | Self::Unroute => Action::Route,
+            Self::Delete => Action::Delete,
+        }
+    }
+}
 
 /// Why a verb did not happen.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,92 +71,159 @@ pub enum VerbError {
     Pluto(#[from] PlutoError),
     #[error("pluto has no connection named {0:?}")]
     UnknownConnection(String),
-    #[error("pluto did not take {connection:?} down: {words}")]
-    Refused { connection: String, words: String },
+    #[error("pluto refused to {verb} {connection:?}: {words}")]
+    Refused {
+        verb: &'static str,
+        connection: String,
+        words: String,
+    },
+    #[error("{0:?} has SAs: bring it down first")]
+    Busy(String),
 }
 
-/// One lock per connection, so verbs on one connection run one at a time while verbs on
-/// different connections run side by side. Entries die with their last user.
-#[derive(Default)]
-pub(crate) struct VerbLocks(Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>);
+type SharedRun = Shared<BoxFuture<'static, Result<(), VerbError>>>;
 
-impl VerbLocks {
-    fn get(&self, connection: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(lock) = locks.get(connection).and_then(Weak::upgrade) {
-            return lock;
+/// Book-keeping of the verbs in progress.
+#[derive(Default)]
+pub(crate) struct Verbs {
+    /// One lock per connection; entries die with their last user.
+    locks: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
+    /// The run each (connection, verb) in progress is sharing.
+    running: Mutex<HashMap<(String, Verb), SharedRun>>,
+    /// The background readers of initiates in progress, by connection.
+    attempts: Mutex<HashMap<String, AbortHandle>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock leaves plain data behind; using it is still sound.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Verbs {
+    fn lock_for(&self, connection: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = lock(&self.locks);
+        if let Some(existing) = locks.get(connection).and_then(Weak::upgrade) {
+            return existing;
         }
-        locks.retain(|_, lock| lock.strong_count() > 0);
-        let lock = Arc::new(tokio::sync::Mutex::new(()));
-        locks.insert(connection.to_owned(), Arc::downgrade(&lock));
-        lock
+        locks.retain(|_, entry| entry.strong_count() > 0);
+        let fresh = Arc::new(tokio::sync::Mutex::new(()));
+        locks.insert(connection.to_owned(), Arc::downgrade(&fresh));
+        fresh
+    }
+
+    /// Stops reading an initiate's progress; pluto's attempt itself is ended by the verb.
+    fn forget_attempt(&self, connection: &str) {
+        if let Some(attempt) = lock(&self.attempts).remove(connection) {
+            attempt.abort();
+        }
+    }
+
+    fn attempt_running(&self, connection: &str) -> bool {
+        lock(&self.attempts)
+            .get(connection)
+            .is_some_and(|attempt| !attempt.is_finished())
     }
 }
 
 impl Service {
-    /// Takes the connection's tunnel down as `ipsec down` does: pluto deletes its SAs, keeps
-    /// the connection loaded and keeps its route. Succeeds without change when it has no SAs.
-    pub async fn down(&self, connection: &str) -> Result<(), VerbError> {
-        let lock = self.verbs.get(connection);
-        let _one_at_a_time = lock.lock().await;
+    /// Runs `verb` on `connection`, sharing the run of an identical call already in progress.
+    pub async fn run_verb(self: &Arc<Self>, verb: Verb, connection: &str) -> Result<(), VerbError> {
+        let key = (connection.to_owned(), verb);
+        let run = lock(&self.verbs.running)
+            .entry(key.clone())
+            .or_insert_with(|| {
+                let service = Arc::clone(self);
+                let connection = connection.to_owned();
+                async move { service.run_alone(verb, &connection).await }
+                    .boxed()
+                    .shared()
+            })
+            .clone();
 
-        let major = {
+        let result = run.clone().await;
+        let mut running = lock(&self.verbs.running);
+        if running
+            .get(&key)
+            .is_some_and(|current| current.ptr_eq(&run))
+        {
+            running.remove(&key);
+        }
+        result
+    }
+
+    async fn run_alone(self: &Arc<Self>, verb: Verb, name: &str) -> Result<(), VerbError> {
+        let connection_lock = self.verbs.lock_for(name);
+        let _one_at_a_time = connection_lock.lock().await;
+
+        let (known, major) = {
             let model = self.model();
-            if !model.connections.contains_key(connection) {
-                return Err(VerbError::UnknownConnection(connection.to_owned()));
-            }
-            model.pluto_major()
+            (model.connections.get(name).cloned(), model.pluto_major())
         };
-
-        let output = self
-            .pluto
-            .run(&Request::Terminate(connection.to_owned()))
-            .await?;
-        let reply = parse_reply(&output.stdout);
-        debug!(connection, lines = ?reply.lines, status = ?output.status, "terminate answered");
-        match reply.problem {
-            Some(ReplyProblem::UnknownConnection) => {
-                self.request_listing();
-                return Err(VerbError::UnknownConnection(connection.to_owned()));
-            }
-            Some(ReplyProblem::VersionMismatch) => {
-                return Err(PlutoError::Unavailable(Unavailable::VersionMismatch(
-                    "whack".to_owned(),
-                ))
-                .into());
-            }
-            Some(ReplyProblem::Refused(words)) => {
-                return Err(VerbError::Refused {
-                    connection: connection.to_owned(),
-                    words,
-                });
-            }
-            None => {}
-        }
-        // 4.x answers a known name with "terminating SAs using this connection" and an unknown
-        // one with nothing at all (exit 0); 5.x answers a known name without SAs with nothing.
-        if major == Some(4) && reply.lines.is_empty() {
-            self.request_listing();
-            return Err(VerbError::UnknownConnection(connection.to_owned()));
-        }
-
-        let result = self.verify_no_child_sa(connection, &reply.lines).await;
+        let known = known.ok_or_else(|| VerbError::UnknownConnection(name.to_owned()))?;
+        let result = match verb {
+            Verb::Up => self.up(&known).await,
+            Verb::Down => self.down(&known, major).await,
+            Verb::Route => self.route(&known, major).await,
+            Verb::Unroute => self.unroute(&known, major).await,
+            Verb::Delete => self.delete(&known, major).await,
+        };
         self.request_listing();
         result
     }
 
-    /// Reads pluto's states until no Child SA of `connection` is left, updating `State` on
-    /// the way, so the change shows before the call returns.
-    async fn verify_no_child_sa(&self, connection: &str, said: &[String]) -> Result<(), VerbError> {
+    /// Takes the connection's tunnel down as `ipsec down` does: pluto deletes its SAs, keeps
+    /// the connection loaded and keeps its route. Succeeds without change when it has no SAs.
+    async fn down(&self, known: &Connection, major: Option<u32>) -> Result<(), VerbError> {
+        let name = known.info.name.as_str();
+        self.verbs.forget_attempt(name);
+
+        if known.info.is_instance() && major == Some(4) {
+            // 4.x ignores --terminate on an instance's name (`rw[2]`) and says nothing; deleting
+            // its states by serial takes exactly that instance down. Limitation: the peer gets
+            // no delete notification this way, so a peer set to revive reconnects at once.
+            for serial in self.states_of(name).await? {
+                self.pluto.run(&Request::DeleteState(serial)).await?;
+            }
+        } else {
+            let output = self.pluto.run(&Request::Terminate(name.to_owned())).await?;
+            let reply = self.judge(Verb::Down, name, &output)?;
+            // 4.x answers a known name with "terminating SAs using this connection" and an
+            // unknown one with nothing at all (exit 0); 5.x answers a known name without SAs
+            // with nothing.
+            if major == Some(4) && reply.lines.is_empty() {
+                return Err(VerbError::UnknownConnection(name.to_owned()));
+            }
+        }
+        self.verify_no_child_sa(name).await
+    }
+
+    /// The serials of the IKE SAs of `name` (deleting one takes its Child SAs along), or of its
+    /// Child SAs where it has no IKE SA of its own.
+    async fn states_of(&self, name: &str) -> Result<Vec<u64>, VerbError> {
+        let states = self.read_states().await?;
+        let mine: Vec<_> = states.iter().filter(|sa| sa.connection == name).collect();
+        let ike: Vec<u64> = mine
+            .iter()
+            .filter(|sa| sa.kind == SaKind::Ike)
+            .map(|sa| sa.serial)
+            .collect();
+        Ok(if ike.is_empty() {
+            mine.iter().map(|sa| sa.serial).collect()
+        } else {
+            ike
+        })
+    }
+
+    /// Reads pluto's states until no Child SA of `name` is left, updating `State` on the way,
+    /// so the change shows before the call returns.
+    async fn verify_no_child_sa(&self, name: &str) -> Result<(), VerbError> {
         for attempt in 1..=VERIFY_ATTEMPTS {
             let states = self.read_states().await?;
-
             let left = states
                 .iter()
-                .any(|sa| sa.connection == connection && sa.kind == SaKind::Child);
+                .any(|sa| sa.connection == name && sa.kind == SaKind::Child);
             if !left {
                 return Ok(());
             }
@@ -124,17 +231,227 @@ impl Service {
                 tokio::time::sleep(VERIFY_PAUSE).await;
             }
         }
-        let words = if said.is_empty() {
-            "its Child SAs are still there".to_owned()
-        } else {
-            format!(
-                "its Child SAs are still there; pluto said: {}",
-                said.join(" / ")
-            )
-        };
         Err(VerbError::Refused {
-            connection: connection.to_owned(),
-            words,
+            verb: Verb::Down.as_str(),
+            connection: name.to_owned(),
+            words: "its Child SAs are still there".to_owned(),
         })
+    }
+
+    /// Brings the tunnel up. Returns once pluto has accepted the attempt; its progress shows
+    /// as `State` and, while it is not up, `LastError`. Does nothing for a tunnel that is up or
+    /// on its way: initiating again would create a second Child SA.
+    async fn up(self: &Arc<Self>, known: &Connection) -> Result<(), VerbError> {
+        let name = known.info.name.as_str();
+        self.read_states().await?;
+        let state = self.connection(name).map(|c| c.state);
+        if state == Some(TunnelState::Up) || self.verbs.attempt_running(name) {
+            return Ok(());
+        }
+
+        // A synchronous initiate, read in the background: pluto reports why an attempt fails
+        // only to the whack that asked (and to its log). An asynchronous one would answer at
+        // once but say nothing of how the attempt ends.
+        let mut progress = self
+            .pluto
+            .follow(&Request::Initiate(name.to_owned()))
+            .await?;
+        let accepted = tokio::time::timeout(self.settings.whack_timeout, async {
+            while let Some(line) = progress.next_line().await {
+                match parse_initiate_line(&line) {
+                    InitiateEvent::Other => continue,
+                    event => return Some(event),
+                }
+            }
+            None
+        })
+        .await
+        .map_err(|_| PlutoError::Timeout(self.settings.whack_timeout))?;
+
+        let Some(first) = accepted else {
+            // whack ended before pluto created a state: the answer says why.
+            let output = progress.finish().await?;
+            self.judge(Verb::Up, name, &output)?;
+            return Err(VerbError::Refused {
+                verb: Verb::Up.as_str(),
+                connection: name.to_owned(),
+                words: output.stdout.trim().to_owned(),
+            });
+        };
+        info!(connection = name, "pluto accepted the initiate");
+        self.note_attempt(name, &first).await;
+
+        let service = Arc::clone(self);
+        let connection = name.to_owned();
+        let follower = tokio::spawn(async move { service.follow(&connection, progress).await });
+        lock(&self.verbs.attempts).insert(name.to_owned(), follower.abort_handle());
+        self.read_states().await?;
+        Ok(())
+    }
+
+    /// Reads an initiate's answer to its end, keeping `LastError` and `State` current.
+    async fn follow(self: Arc<Self>, name: &str, mut progress: Box<dyn Progress>) {
+        while let Some(line) = progress.next_line().await {
+            let event = parse_initiate_line(&line);
+            self.note_attempt(name, &event).await;
+        }
+        let ended = progress.finish().await;
+        debug!(connection = name, ?ended, "initiate ended");
+        let _ = self.read_states().await;
+        lock(&self.verbs.attempts).remove(name);
+    }
+
+    async fn note_attempt(&self, name: &str, event: &InitiateEvent) {
+        match event {
+            InitiateEvent::Established => {
+                // apply_states clears LastError as the tunnel shows up.
+                let _ = self.read_states().await;
+            }
+            InitiateEvent::Retrying(words) => {
+                let reason = format!("no answer from the peer yet; pluto keeps trying: {words}");
+                // A refusal says more than the retries that follow it.
+                self.set_last_error(name, reason, false).await;
+            }
+            InitiateEvent::Failed(words) => self.set_last_error(name, words.clone(), true).await,
+            InitiateEvent::Started | InitiateEvent::Other => {}
+        }
+    }
+
+    /// Sets `LastError`; a retry note does not replace a failure.
+    async fn set_last_error(&self, name: &str, reason: String, failure: bool) {
+        let change = {
+            let mut model = self.model();
+            let Some(connection) = model.connections.get_mut(name) else {
+                return;
+            };
+            let keep = !failure && connection.last_error_is_failure;
+            if keep || connection.last_error == reason {
+                return;
+            }
+            let old = connection.clone();
+            connection.last_error = reason;
+            connection.last_error_is_failure = failure;
+            (old, connection.clone())
+        };
+        bus::connection_changed(&self.bus, &change.0, &change.1).await;
+    }
+
+    /// Installs (`route`) the connection's trap policy. `Routed` shows it before the call
+    /// returns; the next full listing confirms it in pluto's own words.
+    async fn route(&self, known: &Connection, major: Option<u32>) -> Result<(), VerbError> {
+        let name = known.info.name.as_str();
+        let output = self.pluto.run(&Request::Route(name.to_owned())).await?;
+        self.judge_status(Verb::Route, name, &output, major)?;
+        self.set_routing(name, "routed").await;
+        Ok(())
+    }
+
+    /// Removes the trap policy of a connection without SAs.
+    async fn unroute(&self, known: &Connection, major: Option<u32>) -> Result<(), VerbError> {
+        let name = known.info.name.as_str();
+
+        // pluto 4.10 crashes on --unroute of an established connection, taking every tunnel
+        // down, so it is never sent while the connection has any SA. The check is a fresh
+        // listing taken under the connection's lock, so no verb of ours can race it.
+        // Limitation: between this listing and pluto receiving --unroute (a few ms) the peer
+        // or a trap could still bring the tunnel up; pluto offers no atomic "unroute if down".
+        let states = self.read_states().await?;
+        if states.iter().any(|sa| sa.connection == name) {
+            return Err(VerbError::Busy(name.to_owned()));
+        }
+
+        let output = self.pluto.run(&Request::Unroute(name.to_owned())).await?;
+        self.judge_status(Verb::Unroute, name, &output, major)?;
+        self.set_routing(name, "unrouted").await;
+        Ok(())
+    }
+
+    /// Makes pluto forget the connection (and a template's instances); the objects are gone
+    /// before the call returns.
+    async fn delete(&self, known: &Connection, major: Option<u32>) -> Result<(), VerbError> {
+        let name = known.info.name.as_str();
+        self.verbs.forget_attempt(name);
+        let output = self.pluto.run(&Request::Delete(name.to_owned())).await?;
+        let reply = self.judge_status(Verb::Delete, name, &output, major)?;
+        // As with --terminate, 4.x answers a known name and stays silent for an unknown one.
+        if major == Some(4) && reply.lines.is_empty() {
+            return Err(VerbError::UnknownConnection(name.to_owned()));
+        }
+
+        let gone: Vec<String> = {
+            let mut model = self.model();
+            let gone: Vec<String> = model
+                .connections
+                .values()
+                .filter(|c| c.info.name == name || c.info.template == name)
+                .map(|c| c.info.name.clone())
+                .collect();
+            for each in &gone {
+                model.connections.remove(each);
+            }
+            gone
+        };
+        for each in &gone {
+            bus::unpublish(&self.bus, each).await;
+        }
+        Ok(())
+    }
+
+    async fn set_routing(&self, name: &str, routing: &str) {
+        let change = {
+            let mut model = self.model();
+            let Some(connection) = model.connections.get_mut(name) else {
+                return;
+            };
+            let old = connection.clone();
+            let routed_now = routing != "unrouted";
+            if old.info.routed() == routed_now {
+                return;
+            }
+            connection.info.routing = routing.to_owned();
+            (old, connection.clone())
+        };
+        bus::connection_changed(&self.bus, &change.0, &change.1).await;
+    }
+
+    /// Judges pluto's words; the problems every verb shares.
+    fn judge(&self, verb: Verb, name: &str, output: &Output) -> Result<Reply, VerbError> {
+        let reply = parse_reply(&output.stdout);
+        debug!(connection = name, verb = verb.as_str(), lines = ?reply.lines, status = ?output.status, "pluto answered");
+        match &reply.problem {
+            None => Ok(reply),
+            Some(ReplyProblem::UnknownConnection) => {
+                Err(VerbError::UnknownConnection(name.to_owned()))
+            }
+            Some(ReplyProblem::VersionMismatch) => Err(PlutoError::Unavailable(
+                Unavailable::VersionMismatch("whack".to_owned()),
+            )
+            .into()),
+            Some(ReplyProblem::Refused(words)) => Err(VerbError::Refused {
+                verb: verb.as_str(),
+                connection: name.to_owned(),
+                words: words.clone(),
+            }),
+        }
+    }
+
+    /// [`Service::judge`], and on 5.x, which prints failures without a code, the exit status.
+    fn judge_status(
+        &self,
+        verb: Verb,
+        name: &str,
+        output: &Output,
+        major: Option<u32>,
+    ) -> Result<Reply, VerbError> {
+        let reply = self.judge(verb, name, output)?;
+        let failed = major.is_some_and(|m| m >= 5) && output.status.is_some_and(|s| s != 0);
+        if failed {
+            return Err(VerbError::Refused {
+                verb: verb.as_str(),
+                connection: name.to_owned(),
+                words: reply.lines.join(" / "),
+            });
+        }
+        Ok(reply)
     }
 }

@@ -50,6 +50,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
     let settings = Settings {
         poll_interval: options.poll_interval,
         list_interval: options.list_interval,
+        whack_timeout: options.whack_timeout,
     };
     let service = Arc::new(Service::new(bus.clone(), Box::new(whack), settings));
 

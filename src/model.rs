@@ -34,6 +34,11 @@ impl TunnelState {
 pub struct Connection {
     pub info: ConnectionInfo,
     pub state: TunnelState,
+    /// Why the tunnel is not up, in pluto's words, from the last attempt to bring it up;
+    /// empty once it is up.
+    pub last_error: String,
+    /// Whether `last_error` says the attempt failed, not merely that pluto keeps retrying.
+    pub last_error_is_failure: bool,
 }
 
 /// Everything published, keyed by connection name.

@@ -19,15 +19,32 @@ const INTERACTIVE_TIMEOUT: Duration = Duration::from_secs(300);
 /// A verb's polkit action; route and unroute share one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
+    Up,
     Down,
+    Route,
+    Delete,
 }
 
 impl Action {
     pub fn id(self) -> &'static str {
         match self {
+            Self::Up => "org.libreswan.connection.up",
             Self::Down => "org.libreswan.connection.down",
+            Self::Route => "org.libreswan.connection.route",
+            Self::Delete => "org.libreswan.connection.delete",
         }
     }
+}
+
+/// What is asked of polkit: the action and the details rules can read with
+/// `action.lookup("connection")`, `"verb"` and `"template"`.
+#[derive(Debug, Clone, Copy)]
+pub struct Question<'a> {
+    pub action: Action,
+    pub verb: &'a str,
+    pub connection: &'a str,
+    /// The template of an instance (road-warrior peer); empty otherwise, and then not sent.
+    pub template: &'a str,
 }
 
 /// Why a call was not authorised.
@@ -48,19 +65,23 @@ pub enum Denied {
     },
 }
 
-/// Asks polkitd whether the sender of `header` may run `verb` on `connection`.
+/// Asks polkitd whether the sender of `header` may do what `question` says.
 pub async fn authorize(
     bus: &zbus::Connection,
     header: &Header<'_>,
-    action: Action,
-    verb: &str,
-    connection: &str,
+    question: Question<'_>,
 ) -> Result<(), Denied> {
+    let Question {
+        action,
+        verb,
+        connection,
+        ..
+    } = question;
     let interactive = header
         .primary()
         .flags()
         .contains(Flags::ALLOW_INTERACTIVE_AUTH);
-    let answer = check(bus, header, action, verb, connection, interactive).await;
+    let answer = check(bus, header, question, interactive).await;
     match answer {
         Ok(result) if result.is_authorized => Ok(()),
         Ok(result) if result.is_challenge && !interactive => Err(Denied::InteractionRequired {
@@ -85,14 +106,15 @@ pub async fn authorize(
 async fn check(
     bus: &zbus::Connection,
     header: &Header<'_>,
-    action: Action,
-    verb: &str,
-    connection: &str,
+    question: Question<'_>,
     interactive: bool,
 ) -> Result<zbus_polkit::policykit1::AuthorizationResult, String> {
     // A system-bus-name subject: never a pid (racy) and never our own process (we are root).
     let subject = Subject::new_for_message_header(header).map_err(|err| err.to_string())?;
-    let details = HashMap::from([("connection", connection), ("verb", verb)]);
+    let mut details = HashMap::from([("connection", question.connection), ("verb", question.verb)]);
+    if !question.template.is_empty() {
+        details.insert("template", question.template);
+    }
     let (flags, limit) = if interactive {
         (
             CheckAuthorizationFlags::ALLOW_USER_INTERACTION,
@@ -107,7 +129,7 @@ async fn check(
         .build()
         .await
         .map_err(|err| err.to_string())?;
-    let call = authority.check_authorization(&subject, action.id(), &details, flags, "");
+    let call = authority.check_authorization(&subject, question.action.id(), &details, flags, "");
     match tokio::time::timeout(limit, call).await {
         Ok(Ok(result)) => Ok(result),
         Ok(Err(err)) => Err(err.to_string()),

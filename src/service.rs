@@ -14,7 +14,7 @@ use std::{
 };
 
 use crate::{
-    control::VerbLocks,
+    control::Verbs,
     model::{Connection, Model, TunnelState},
     parse::parse_trafficstatus,
     pluto::{Pluto, Request},
@@ -28,6 +28,8 @@ pub struct Settings {
     pub poll_interval: Duration,
     /// How often the full connection listing runs at most; `None` chooses from its cost.
     pub list_interval: Option<Duration>,
+    /// How long pluto may take to accept a request.
+    pub whack_timeout: Duration,
 }
 
 pub struct Service {
@@ -35,7 +37,7 @@ pub struct Service {
     pub(crate) pluto: Box<dyn Pluto>,
     pub(crate) settings: Settings,
     model: Mutex<Model>,
-    pub(crate) verbs: VerbLocks,
+    pub(crate) verbs: Verbs,
     pub(crate) refresh: Refresh,
     traffic: tokio::sync::Mutex<TrafficCache>,
     /// Each method call holds a read guard; shutdown takes the write side to wait for them.
@@ -57,7 +59,7 @@ impl Service {
             pluto,
             settings,
             model: Mutex::default(),
-            verbs: VerbLocks::default(),
+            verbs: Verbs::default(),
             refresh: Refresh::default(),
             traffic: tokio::sync::Mutex::default(),
             calls_in_flight: tokio::sync::RwLock::new(()),

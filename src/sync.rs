@@ -218,6 +218,10 @@ impl Service {
                 if connection.state != state {
                     let old = connection.clone();
                     connection.state = state;
+                    if state == TunnelState::Up {
+                        connection.last_error.clear();
+                        connection.last_error_is_failure = false;
+                    }
                     changes.push((old, connection.clone()));
                 }
             }
@@ -239,11 +243,25 @@ impl Service {
             }
             let mut fresh: BTreeMap<String, Connection> = BTreeMap::new();
             for info in status.connections {
-                let state = match model.connections.get(&info.name) {
+                let known = model.connections.get(&info.name);
+                let state = match known {
                     Some(known) if !states_fresh => known.state,
                     _ => derived.get(info.name.as_str()).copied().unwrap_or_default(),
                 };
-                fresh.insert(info.name.clone(), Connection { info, state });
+                // LastError comes from initiates, not from listings: it stays until the tunnel is up.
+                let (last_error, last_error_is_failure) = match known {
+                    Some(known) if state != TunnelState::Up => {
+                        (known.last_error.clone(), known.last_error_is_failure)
+                    }
+                    _ => (String::new(), false),
+                };
+                let connection = Connection {
+                    info,
+                    state,
+                    last_error,
+                    last_error_is_failure,
+                };
+                fresh.insert(connection.info.name.clone(), connection);
             }
             let added: Vec<String> = fresh
                 .keys()

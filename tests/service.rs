@@ -13,13 +13,18 @@ use std::{
 
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use support::{Caller, FakeWhack, Service, TestBus, dbus_error_name, wait_until};
+use support::{
+    Caller, FakeWhack, Service, TestBus,
+    calls::{
+        CONNECTION, MANAGER, call, call_error, calls_with, connection_property, property, stderr,
+        tree,
+    },
+    dbus_error_name, wait_until,
+};
 use zbus::{MatchRule, MessageStream, message::Type};
 
 const WESTNET: &str = "/org/libreswan/Connection/westnet_2deastnet";
 const SUBNET_A: &str = "/org/libreswan/Connection/subnet_2da";
-const CONNECTION: &str = "org.libreswan.Connection";
-const MANAGER: &str = "org.libreswan.Manager";
 
 /// Starts the service on `whack` with a short poll interval, so tests need not wait long.
 fn start<'bus>(bus: &'bus TestBus, whack: &FakeWhack, extra: &[&str]) -> Service<'bus> {
@@ -29,63 +34,25 @@ fn start<'bus>(bus: &'bus TestBus, whack: &FakeWhack, extra: &[&str]) -> Service
     Service::start(bus, args)
 }
 
-/// A property read with busctl as `caller`.
-fn property(bus: &TestBus, caller: Caller, path: &str, interface: &str, name: &str) -> Value {
-    let output = bus.call_as(
-        caller,
-        &["get-property", "org.libreswan", path, interface, name],
-    );
-    support::json(&output)["data"].clone()
-}
-
 fn state(bus: &TestBus, path: &str) -> Value {
-    property(bus, Caller::Root, path, CONNECTION, "State")
+    connection_property(bus, path, "State")
 }
 
-/// `Down()` as `caller` through busctl, which allows interactive authorisation.
 fn down(bus: &TestBus, caller: Caller, path: &str) -> Output {
-    bus.call_as(caller, &["call", "org.libreswan", path, CONNECTION, "Down"])
+    call(bus, caller, path, "Down")
 }
 
-/// `Down()` as `caller` through dbus-send, which names the error and does not allow
-/// interactive authorisation. Returns the error's name, or `None` on success.
 fn down_error(bus: &TestBus, caller: Caller, path: &str) -> Option<String> {
-    let output = bus.dbus_send_as(
-        caller,
-        &[
-            "--dest=org.libreswan",
-            path,
-            "org.libreswan.Connection.Down",
-        ],
-    );
-    dbus_error_name(&output)
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
+    call_error(bus, caller, path, "Down")
 }
 
 /// The names the stand-in whack was asked to terminate, with the exact argv it got.
 fn terminations(whack: &FakeWhack) -> Vec<Vec<String>> {
-    whack
-        .calls()
-        .into_iter()
-        .filter(|call| call.iter().any(|arg| arg == "--terminate"))
-        .collect()
+    calls_with(whack, "--terminate")
 }
 
 fn count_calls(whack: &FakeWhack, verb: &str) -> usize {
-    whack
-        .calls()
-        .iter()
-        .filter(|call| call.iter().any(|arg| arg == verb))
-        .count()
-}
-
-fn tree(bus: &TestBus, caller: Caller) -> String {
-    let output = bus.call_as(caller, &["--list", "tree", "org.libreswan"]);
-    assert!(output.status.success(), "busctl tree: {}", stderr(&output));
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    calls_with(whack, verb).len()
 }
 
 #[test]
@@ -482,6 +449,9 @@ fn interface_xml_files_match_what_the_service_serves() {
         let served = interface_block(&String::from_utf8_lossy(&output.stdout), interface);
 
         let file = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("dbus/{interface}.xml"));
+        if std::env::var_os("UPDATE_INTERFACE_XML").is_some() {
+            std::fs::write(&file, interface_document(&served)).unwrap();
+        }
         let shipped = std::fs::read_to_string(&file).unwrap();
         assert_eq!(
             interface_block(&shipped, interface),
@@ -493,7 +463,31 @@ fn interface_xml_files_match_what_the_service_serves() {
     }
 }
 
+/// An introspection document holding one interface, as `dbus/*.xml` ship it.
+fn interface_document(block: &[String]) -> String {
+    let mut document = String::from(
+        "<!DOCTYPE node PUBLIC \"-//freedesktop//DTD D-BUS Object Introspection 1.0//EN\"\n \
+         \"http://www.freedesktop.org/standards/dbus/1.0/introspect.dtd\">\n<node>\n",
+    );
+    let mut depth = 1;
+    for line in block {
+        if line.starts_with("</") {
+            depth -= 1;
+        }
+        document.push_str(&"  ".repeat(depth));
+        document.push_str(line);
+        document.push('\n');
+        let opens = line.starts_with('<') && !line.starts_with("</") && !line.starts_with("<!--");
+        if opens && !line.ends_with("/>") && !line.contains("</") {
+            depth += 1;
+        }
+    }
+    document.push_str("</node>\n");
+    document
+}
+
 /// The `<interface name="...">` element of an introspection document, one trimmed line each.
+/// Set UPDATE_INTERFACE_XML=1 to write what the service serves into `dbus/*.xml`.
 fn interface_block(xml: &str, interface: &str) -> Vec<String> {
     let start = format!("<interface name=\"{interface}\">");
     xml.lines()

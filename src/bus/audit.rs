@@ -1,15 +1,15 @@
 //! Every state-changing call goes through [`guarded`]: authorised with polkit, then carried
 //! out, and logged either way with who asked, so the journal is an audit trail.
 
-use std::future::Future;
+use std::sync::Arc;
 
 use tracing::{info, warn};
 use zbus::{fdo::DBusProxy, message::Header, names::BusName};
 
 use super::Error;
 use crate::{
-    control::VerbError,
-    polkit::{self, Action},
+    control::Verb,
+    polkit::{self, Question},
     service::Service,
 };
 
@@ -46,40 +46,46 @@ impl Caller {
     }
 }
 
-/// Authorises `verb` on `connection` for the sender of `header`, then runs `operation`.
+/// Authorises `verb` on `connection` for the sender of `header`, then runs it.
 /// Waits for nothing while holding a lock, and keeps shutdown waiting until it is done.
-pub(crate) async fn guarded<F, Fut>(
-    service: &Service,
+pub(crate) async fn guarded(
+    service: &Arc<Service>,
     bus: &zbus::Connection,
     header: &Header<'_>,
-    action: Action,
-    verb: &str,
+    verb: Verb,
     connection: &str,
-    operation: F,
-) -> Result<(), Error>
-where
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = Result<(), VerbError>>,
-{
+) -> Result<(), Error> {
     let _in_flight = service.calls_in_flight.read().await;
 
+    // Rules may allow a whole template: its instances carry its name.
+    let template = service
+        .connection(connection)
+        .map(|known| known.info.template)
+        .unwrap_or_default();
+    let question = Question {
+        action: verb.action(),
+        verb: verb.as_str(),
+        connection,
+        template: &template,
+    };
     let (caller, authorized) = tokio::join!(
         Caller::identify(bus, header),
-        polkit::authorize(bus, header, action, verb, connection),
+        polkit::authorize(bus, header, question),
     );
     let Caller { sender, uid, pid } = &caller;
+    let word = verb.as_str();
     if let Err(denied) = authorized {
-        warn!(%sender, ?uid, ?pid, verb, connection, outcome = "refused", reason = %denied, "call refused");
+        warn!(%sender, ?uid, ?pid, verb = word, connection, outcome = "refused", reason = %denied, "call refused");
         return Err(denied.into());
     }
 
-    let result = operation().await;
+    let result = service.run_verb(verb, connection).await;
     match &result {
         Ok(()) => {
-            info!(%sender, ?uid, ?pid, verb, connection, outcome = "done", "verb carried out")
+            info!(%sender, ?uid, ?pid, verb = word, connection, outcome = "done", "verb carried out")
         }
         Err(err) => {
-            warn!(%sender, ?uid, ?pid, verb, connection, outcome = "failed", error = %err, "verb failed")
+            warn!(%sender, ?uid, ?pid, verb = word, connection, outcome = "failed", error = %err, "verb failed")
         }
     }
     result.map_err(Error::from)

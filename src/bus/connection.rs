@@ -5,7 +5,7 @@ use std::sync::Arc;
 use zbus::{Variant, interface, message::Header};
 
 use super::{Error, audit};
-use crate::{model::Connection, polkit::Action, service::Service};
+use crate::{control::Verb, model::Connection, service::Service};
 
 /// The D-Bus object of one connection. It holds only the name: every property is read from
 /// the service's model, so there is one copy of the truth.
@@ -28,7 +28,7 @@ impl ConnectionObject {
 /// same values the getters below return.
 pub(crate) fn signalled_properties(
     connection: &Connection,
-) -> [(&'static str, Variant<'static>); 10] {
+) -> [(&'static str, Variant<'static>); 11] {
     let info = &connection.info;
     [
         ("State", Variant::from(connection.state.as_str())),
@@ -41,6 +41,7 @@ pub(crate) fn signalled_properties(
         ("RemoteSubnets", Variant::from(info.remote_subnets.clone())),
         ("IkeVersion", Variant::from(info.ike_version)),
         ("Template", Variant::from(info.template.clone())),
+        ("LastError", Variant::from(connection.last_error.clone())),
     ]
 }
 
@@ -48,26 +49,63 @@ pub(crate) fn signalled_properties(
 /// template). Reading is open to every local user; changing anything is authorised by polkit.
 #[interface(name = "org.libreswan.Connection")]
 impl ConnectionObject {
+    /// Brings the tunnel up. Returns as soon as pluto has accepted the attempt; watch State
+    /// go to `negotiating`, then `up` — or back to `down`, with LastError saying why. Does
+    /// nothing for a tunnel that is up or on its way up. polkit action:
+    /// org.libreswan.connection.up.
+    async fn up(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] bus: &zbus::Connection,
+    ) -> Result<(), Error> {
+        audit::guarded(&self.service, bus, &header, Verb::Up, &self.name).await
+    }
+
     /// Takes the tunnel down as `ipsec down` does: pluto deletes the connection's Child SAs,
     /// and its IKE SA unless another connection still uses it. The connection stays loaded and
     /// keeps its route, so a routed connection's traffic never takes another path; bring it up
     /// again later. Returns once pluto has finished. On a connection with no SAs it succeeds
-    /// and changes nothing. polkit action: org.libreswan.connection.down.
+    /// and changes nothing. On a template, takes down every instance; on an instance, only
+    /// that one. polkit action: org.libreswan.connection.down.
     async fn down(
         &self,
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] bus: &zbus::Connection,
     ) -> Result<(), Error> {
-        audit::guarded(
-            &self.service,
-            bus,
-            &header,
-            Action::Down,
-            "down",
-            &self.name,
-            || self.service.down(&self.name),
-        )
-        .await
+        audit::guarded(&self.service, bus, &header, Verb::Down, &self.name).await
+    }
+
+    /// Installs the connection's trap policy, as `ipsec route` does: matching traffic brings
+    /// the tunnel up, and never takes another path meanwhile. polkit action:
+    /// org.libreswan.connection.route (detail verb=route).
+    async fn route(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] bus: &zbus::Connection,
+    ) -> Result<(), Error> {
+        audit::guarded(&self.service, bus, &header, Verb::Route, &self.name).await
+    }
+
+    /// Removes the connection's trap policy, as `ipsec unroute` does, so it stays down for
+    /// good. Refused with org.libreswan.Error.Busy while the connection has SAs: bring it
+    /// down first. polkit action: org.libreswan.connection.route (detail verb=unroute).
+    async fn unroute(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] bus: &zbus::Connection,
+    ) -> Result<(), Error> {
+        audit::guarded(&self.service, bus, &header, Verb::Unroute, &self.name).await
+    }
+
+    /// Makes pluto forget the connection, as `ipsec delete` does, taking its SAs down first.
+    /// The object is gone (InterfacesRemoved) when the call returns. polkit action:
+    /// org.libreswan.connection.delete.
+    async fn delete(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] bus: &zbus::Connection,
+    ) -> Result<(), Error> {
+        audit::guarded(&self.service, bus, &header, Verb::Delete, &self.name).await
     }
 
     /// The connection's name in pluto; an instance of a template is named like `rw[3]`.
@@ -131,6 +169,14 @@ impl ConnectionObject {
     #[zbus(property)]
     fn ike_version(&self) -> u32 {
         self.snapshot().info.ike_version
+    }
+
+    /// Why the tunnel is not up, in pluto's words: while pluto is still trying (no answer from
+    /// the peer) as well as when it gave up (authentication failed, proposal or traffic
+    /// selectors refused). Empty once the tunnel is up, and when nothing was tried.
+    #[zbus(property)]
+    fn last_error(&self) -> String {
+        self.snapshot().last_error
     }
 
     /// For an instance of a template (a road-warrior server's connected peer), the template's

@@ -17,6 +17,7 @@ pub enum Error {
     PlutoUnavailable(String),
     Timeout(String),
     Failed(String),
+    Busy(String),
 }
 
 impl Error {
@@ -32,6 +33,7 @@ impl Error {
             Self::PlutoUnavailable(m) => ("org.libreswan.Error.PlutoUnavailable", m),
             Self::Timeout(m) => ("org.libreswan.Error.Timeout", m),
             Self::Failed(m) => ("org.libreswan.Error.Failed", m),
+            Self::Busy(m) => ("org.libreswan.Error.Busy", m),
         }
     }
 }
@@ -64,9 +66,7 @@ impl From<Denied> for Error {
     fn from(denied: Denied) -> Self {
         let message = denied.to_string();
         match denied {
-            Denied::NotAuthorized { .. } | Denied::Unchecked { .. } => {
-                Self::NotAuthorized(message)
-            }
+            Denied::NotAuthorized { .. } | Denied::Unchecked { .. } => Self::NotAuthorized(message),
             Denied::InteractionRequired { .. } => Self::InteractiveAuthorizationRequired(message),
         }
     }
@@ -89,6 +89,7 @@ impl From<VerbError> for Error {
             VerbError::Pluto(err) => err.into(),
             VerbError::UnknownConnection(_) => Self::UnknownConnection(message),
             VerbError::Refused { .. } => Self::Failed(message),
+            VerbError::Busy(_) => Self::Busy(message),
         }
     }
 }
@@ -101,7 +102,7 @@ mod tests {
 
     #[test]
     fn maps_each_failure_to_its_stable_name() {
-        let cases: [(Error, &str); 6] = [
+        let cases: [(Error, &str); 7] = [
             (
                 Denied::NotAuthorized {
                     verb: "down".into(),
@@ -133,11 +134,16 @@ mod tests {
             ),
             (
                 VerbError::Refused {
+                    verb: "down",
                     connection: "a".into(),
                     words: "pluto said no".into(),
                 }
                 .into(),
                 "org.libreswan.Error.Failed",
+            ),
+            (
+                VerbError::Busy("a".into()).into(),
+                "org.libreswan.Error.Busy",
             ),
         ];
         for (error, name) in cases {
@@ -166,6 +172,7 @@ mod tests {
         );
 
         let failed: Error = VerbError::Refused {
+            verb: "up",
             connection: "a".into(),
             words: "022 cannot do that".into(),
         }

@@ -98,6 +98,10 @@ fn count_after(text: &str, key: &str) -> Option<u64> {
     parse_u64(split_digits(&text[at + key.len()..]).0)
 }
 
+/// The most of a topology line [`is_plausible_topology`] reads; real ones, long
+/// certificate names included, are far shorter.
+const MAX_TOPOLOGY: usize = 8 << 10;
+
 /// One connection of the list while its lines are read.
 struct Entry<'a> {
     /// `"NAME":` or `"rw"[1] 192.0.2.7:`; every line of this connection starts with it.
@@ -311,13 +315,13 @@ struct End {
 
 /// Reads `LOCAL...REMOTE; ROUTING; ...`; parts that do not read stay empty.
 fn read_topology(text: &str) -> Topology {
-    let (topology, rest) = match find_top_level(text, ";") {
+    let (topology, rest) = match find_top_level(text.as_bytes(), b";") {
         Some(at) => (&text[..at], &text[at + 1..]),
         None => (text, ""),
     };
     // 4.x routing can hold a comma (`keyed, unrouted`) but never a semicolon.
     let routing = rest.split(';').next().unwrap_or("").trim().to_owned();
-    let Some(at) = find_top_level(topology, "...") else {
+    let Some(at) = find_top_level(topology.as_bytes(), b"...") else {
         return Topology {
             routing,
             ..Topology::default()
@@ -332,22 +336,30 @@ fn read_topology(text: &str) -> Topology {
 
 /// Whether `text` starts like a topology: `...` between the ends, and no space or quote
 /// outside the bracketed ids before the first `;`.
+///
+/// Only the first [`MAX_TOPOLOGY`] bytes are looked at, which bounds the work when a line
+/// offers many readings of the name.
 fn is_plausible_topology(text: &str) -> bool {
-    let end = find_top_level(text, ";").unwrap_or(text.len());
-    let topology = &text[..end];
-    find_top_level(topology, "...").is_some()
+    let bytes = &text.as_bytes()[..text.len().min(MAX_TOPOLOGY)];
+    let end = match find_top_level(bytes, b";") {
+        Some(end) => end,
+        None if text.len() <= MAX_TOPOLOGY => bytes.len(),
+        None => return false,
+    };
+    let topology = &bytes[..end];
+    find_top_level(topology, b"...").is_some()
         && top_level(topology).all(|(_, b)| b != b' ' && b != b'"')
 }
 
 /// Reads one end: `client===host<name>[id]---nexthop` on the local side, and the mirror
 /// image `nexthop---host<name>[id]===client` on the remote side.
 fn read_end(side: &str, local: bool) -> End {
-    let (client, host_part) = match find_top_level(side, "===") {
+    let (client, host_part) = match find_top_level(side.as_bytes(), b"===") {
         Some(at) if local => (&side[..at], &side[at + 3..]),
         Some(at) => (&side[at + 3..], &side[..at]),
         None => ("", side),
     };
-    let host_part = match find_top_level(host_part, "---") {
+    let host_part = match find_top_level(host_part.as_bytes(), b"---") {
         Some(at) if local => &host_part[..at],
         Some(at) => &host_part[at + 3..],
         None => host_part,
@@ -405,38 +417,42 @@ fn bracketed_id(text: &str) -> &str {
     }
 }
 
-/// The bytes of `text` outside bracketed ids (`[...]`) and host names (`<...>`), with their
+/// The bytes outside bracketed ids (`[...]`) and host names (`<...>`), with their
 /// offsets; what those hold must not be taken for separators.
-fn top_level(text: &str) -> impl Iterator<Item = (usize, u8)> + '_ {
+fn top_level(bytes: &[u8]) -> impl Iterator<Item = (usize, u8)> + '_ {
     let mut depth = 0usize;
     let mut in_name = false;
-    text.bytes().enumerate().filter(move |&(_, b)| match b {
-        b'[' => {
-            depth += 1;
-            false
-        }
-        b']' if depth > 0 => {
-            depth -= 1;
-            false
-        }
-        b'<' if depth == 0 => {
-            in_name = true;
-            false
-        }
-        b'>' if depth == 0 && in_name => {
-            in_name = false;
-            false
-        }
-        _ => depth == 0 && !in_name,
-    })
+    bytes
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(move |&(_, b)| match b {
+            b'[' => {
+                depth += 1;
+                false
+            }
+            b']' if depth > 0 => {
+                depth -= 1;
+                false
+            }
+            b'<' if depth == 0 => {
+                in_name = true;
+                false
+            }
+            b'>' if depth == 0 && in_name => {
+                in_name = false;
+                false
+            }
+            _ => depth == 0 && !in_name,
+        })
 }
 
-/// The first offset of `pattern` (ASCII) outside ids and host names.
-fn find_top_level(text: &str, pattern: &str) -> Option<usize> {
-    let bytes = text.as_bytes();
-    top_level(text)
+/// The first offset of `pattern` (ASCII, so the offset is a character boundary of any `str`
+/// that `bytes` came from) outside ids and host names.
+fn find_top_level(bytes: &[u8], pattern: &[u8]) -> Option<usize> {
+    top_level(bytes)
         .map(|(at, _)| at)
-        .find(|&at| bytes[at..].starts_with(pattern.as_bytes()))
+        .find(|&at| bytes[at..].starts_with(pattern))
 }
 
 #[cfg(test)]

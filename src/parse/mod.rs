@@ -9,11 +9,13 @@
 //! may hold anything but a newline, quotes included. Each parser therefore decides where a
 //! name ends from what must follow it on that kind of line, as its module explains.
 
+mod initiate;
 mod listing;
 mod reply;
 mod states;
 mod traffic;
 
+pub use initiate::{InitiateEvent, parse_initiate_line};
 pub use listing::{BriefTotals, parse_brief_connection_status, parse_status};
 pub use reply::{Reply, ReplyProblem, WhackFailure, classify_whack_failure, parse_reply};
 pub use states::parse_showstates;
@@ -50,6 +52,11 @@ impl ConnectionInfo {
     /// Whether pluto holds a kernel policy for the connection: a trap, or the tunnel's own.
     pub fn routed(&self) -> bool {
         !self.routing.is_empty() && !self.routing.contains("unrouted")
+    }
+
+    /// Whether this is an instance of a template (a road-warrior peer's connection).
+    pub fn is_instance(&self) -> bool {
+        !self.template.is_empty()
     }
 }
 
@@ -364,6 +371,36 @@ mod tests {
             }
         }
         chars.into_iter().collect()
+    }
+
+    #[test]
+    #[ignore = "measures time; run by hand with --ignored --nocapture in release mode"]
+    fn hostile_inputs_take_time_in_proportion_to_their_size() {
+        const SIZE: usize = 16 << 20;
+        let repeat = |unit: &str| unit.repeat(SIZE / unit.len());
+        let inputs = [
+            ("quotes", repeat("\"")),
+            ("one line of name-like prefixes", repeat("\"a\": x[")),
+            ("one line of instance prefixes", repeat("\"a\"[1] 1:")),
+            (
+                "lines of quoted prefixes",
+                repeat("\"a\": \"b\": \"c\": 1...2; x\n"),
+            ),
+            (
+                "one traffic line",
+                format!("#1: \"{}", repeat("\", type=ESP")),
+            ),
+            (
+                "one state line",
+                format!("#1: \"{}", repeat("\"[1] 1:500 X")),
+            ),
+            ("brackets", repeat("[[[<<")),
+        ];
+        for (what, text) in inputs {
+            let started = std::time::Instant::now();
+            parse_everything(&text);
+            println!("{what}: {} MB in {:?}", text.len() >> 20, started.elapsed());
+        }
     }
 
     proptest! {

@@ -104,9 +104,11 @@ fn split_state_name(text: &str) -> Option<(&str, &str)> {
 
 /// Whether a state belongs to a Child (IPsec) SA or to the IKE SA.
 ///
-/// The state name decides when it can: `CHILD`, `QUICK` (IKEv1 phase 2) and `IPSEC` name
-/// Child SA states, while `IKE`, `PARENT`, `MAIN` and `AGGR` name IKE SA states. Only then is
-/// the description read, because an IKE SA rekey's description mentions `CREATE_CHILD_SA`.
+/// The state name decides when it names the SA: `CHILD`, `QUICK` (IKEv1 phase 2) and `IPSEC`
+/// (3.x) mark Child SA states, `IKE`, `PARENT`, `MAIN` and `AGGR` mark IKE SA states. Only
+/// names that say neither fall back to the description (`Child SA`, `IPsec SA`), because
+/// descriptions also talk about the other SA: an IKE SA rekey is `sent CREATE_CHILD_SA
+/// request to rekey IKE SA`.
 fn sa_kind(state: &str, description: &str) -> SaKind {
     let has = |word: &str| state.contains(word);
     if has("CHILD") || has("QUICK") || has("IPSEC") {

@@ -23,6 +23,16 @@ pub enum Request {
     BriefConnectionStatus,
     /// Delete the connection's SAs, keeping the connection and its route (`ipsec down`).
     Terminate(String),
+    /// Start negotiating the connection; pluto reports progress until it is up or gives up.
+    Initiate(String),
+    /// Install the connection's trap policy, so traffic brings the tunnel up.
+    Route(String),
+    /// Remove the connection's trap policy.
+    Unroute(String),
+    /// Forget the connection, taking its SAs down first.
+    Delete(String),
+    /// Delete one state (SA) by its serial number, with its Child SAs when it is an IKE SA.
+    DeleteState(u64),
 }
 
 /// What pluto answered, as whack printed it.
@@ -89,6 +99,24 @@ pub trait Pluto: Send + Sync {
     /// Sends one request and returns pluto's answer. Implementations bound the time it may take.
     fn run<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Output, PlutoError>>;
 
+    /// Sends one request whose answer is read line by line as pluto writes it, for as long as
+    /// pluto takes (a synchronous initiate to a dead peer may never end). Outside the bounded
+    /// pool and without a timeout: the caller decides how long to follow.
+    fn follow<'a>(
+        &'a self,
+        request: &'a Request,
+    ) -> BoxFuture<'a, Result<Box<dyn Progress>, PlutoError>>;
+
     /// The control socket this backend talks to, for display.
     fn control_socket(&self) -> String;
+}
+
+/// A request in flight, read as pluto answers. Dropping it stops reading (and ends whack);
+/// what pluto was asked to do goes on.
+pub trait Progress: Send {
+    /// The next line of pluto's answer, or `None` once whack has exited.
+    fn next_line(&mut self) -> BoxFuture<'_, Option<String>>;
+
+    /// Waits for whack to exit; whack's own failures become [`PlutoError`].
+    fn finish(self: Box<Self>) -> BoxFuture<'static, Result<Output, PlutoError>>;
 }

@@ -1,11 +1,20 @@
 //! Runs pluto's `whack` program: never through a shell, always with a timeout, a few at a time.
 
-use std::{io, path::PathBuf, process::Stdio, time::Duration};
+use std::{
+    io,
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
 
-use tokio::{process::Command, sync::Semaphore};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, BufReader, Lines},
+    process::{Child, ChildStdout, Command},
+    sync::Semaphore,
+};
 use tracing::debug;
 
-use super::{BoxFuture, Output, Pluto, PlutoError, Request, Unavailable};
+use super::{BoxFuture, Output, Pluto, PlutoError, Progress, Request, Unavailable};
 use crate::parse::{WhackFailure, classify_whack_failure};
 
 /// How many whack processes may run at once. pluto serves its socket one request at a time, so
@@ -36,22 +45,24 @@ impl Whack {
         }
     }
 
-    fn args(request: &Request) -> Vec<&str> {
+    fn args(request: &Request) -> Vec<String> {
+        let named = |name: &str, verb: &str| vec!["--name".into(), name.into(), verb.into()];
         match request {
-            Request::Status => vec!["--status"],
-            Request::ShowStates => vec!["--showstates"],
-            Request::TrafficStatus => vec!["--trafficstatus"],
-            Request::BriefConnectionStatus => vec!["--briefconnectionstatus"],
+            Request::Status => vec!["--status".into()],
+            Request::ShowStates => vec!["--showstates".into()],
+            Request::TrafficStatus => vec!["--trafficstatus".into()],
+            Request::BriefConnectionStatus => vec!["--briefconnectionstatus".into()],
             // 4.x has no --down; --terminate is the same operation in every version.
-            Request::Terminate(name) => vec!["--name", name, "--terminate"],
+            Request::Terminate(name) => named(name, "--terminate"),
+            Request::Initiate(name) => named(name, "--initiate"),
+            Request::Route(name) => named(name, "--route"),
+            Request::Unroute(name) => named(name, "--unroute"),
+            Request::Delete(name) => named(name, "--delete"),
+            Request::DeleteState(serial) => vec!["--deletestate".into(), serial.to_string()],
         }
     }
 
-    async fn run_bounded(&self, request: &Request) -> Result<Output, PlutoError> {
-        // The pool wait counts against the timeout: a caller behind a hung pluto gets an
-        // answer in bounded time instead of queueing forever.
-        let _permit = self.pool.acquire().await.expect("the pool is never closed");
-
+    fn command(&self, request: &Request) -> Command {
         let mut command = Command::new(&self.program);
         command
             .arg("--ctlsocket")
@@ -60,13 +71,21 @@ impl Whack {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            // Dropping the future on timeout kills whack.
+            // Dropping the future (on timeout) or the follower kills whack.
             .kill_on_drop(true);
-        let output = command
+        command
+    }
+
+    async fn run_bounded(&self, request: &Request) -> Result<Output, PlutoError> {
+        // The pool wait counts against the timeout: a caller behind a hung pluto gets an
+        // answer in bounded time instead of queueing forever.
+        let _permit = self.pool.acquire().await.expect("the pool is never closed");
+
+        let output = self
+            .command(request)
             .output()
             .await
-            .map_err(|err| self.spawn_error(&err))?;
-
+            .map_err(|err| spawn_error(&self.program, &err))?;
         let output = Output {
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
@@ -78,40 +97,7 @@ impl Whack {
             stdout_bytes = output.stdout.len(),
             "whack finished"
         );
-        self.check(output)
-    }
-
-    fn spawn_error(&self, err: &io::Error) -> PlutoError {
-        let whack = self.program.display().to_string();
-        PlutoError::Unavailable(match err.kind() {
-            io::ErrorKind::NotFound => Unavailable::WhackMissing(whack),
-            _ => Unavailable::WhackFailed(format!("cannot run {whack}: {err}")),
-        })
-    }
-
-    /// Turns whack's own failures into [`PlutoError`]; pluto's answers pass through untouched.
-    fn check(&self, output: Output) -> Result<Output, PlutoError> {
-        let socket = self.ctlsocket.display().to_string();
-
-        // The mismatch answer is a single line, so only the first is looked at: a listing of
-        // thousands of connections is not scanned for it.
-        let first_line = output.stdout.lines().next().unwrap_or_default();
-        if first_line.contains(VERSION_MISMATCH) {
-            let whack = self.program.display().to_string();
-            return Err(PlutoError::Unavailable(Unavailable::VersionMismatch(whack)));
-        }
-
-        if output.status != Some(WHACK_FAILED) {
-            return Ok(output);
-        }
-        let reason = match classify_whack_failure(&output.stderr) {
-            WhackFailure::SocketMissing => Unavailable::SocketMissing(socket),
-            WhackFailure::ConnectionRefused => Unavailable::ConnectionRefused(socket),
-            WhackFailure::NotPermitted => Unavailable::NotPermitted(socket),
-            // Exit 33 with words we do not know is still whack failing, not pluto answering.
-            WhackFailure::Other => Unavailable::WhackFailed(output.stderr.trim().to_owned()),
-        };
-        Err(PlutoError::Unavailable(reason))
+        check(&self.program, &self.ctlsocket, output)
     }
 }
 
@@ -124,7 +110,187 @@ impl Pluto for Whack {
         })
     }
 
+    fn follow<'a>(
+        &'a self,
+        request: &'a Request,
+    ) -> BoxFuture<'a, Result<Box<dyn Progress>, PlutoError>> {
+        Box::pin(async move {
+            let mut child = self
+                .command(request)
+                .spawn()
+                .map_err(|err| spawn_error(&self.program, &err))?;
+            let stdout = child.stdout.take().expect("stdout is piped");
+            let follower = Follower {
+                child,
+                lines: BufReader::new(stdout).lines(),
+                said: String::new(),
+                program: self.program.clone(),
+                ctlsocket: self.ctlsocket.clone(),
+            };
+            Ok(Box::new(follower) as Box<dyn Progress>)
+        })
+    }
+
     fn control_socket(&self) -> String {
         self.ctlsocket.display().to_string()
+    }
+}
+
+/// A whack run read line by line.
+struct Follower {
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+    /// Everything read so far, so [`check`] sees what a one-shot run would have seen.
+    said: String,
+    program: PathBuf,
+    ctlsocket: PathBuf,
+}
+
+impl Progress for Follower {
+    fn next_line(&mut self) -> BoxFuture<'_, Option<String>> {
+        Box::pin(async move {
+            let line = self.lines.next_line().await.ok().flatten()?;
+            self.said.push_str(&line);
+            self.said.push('\n');
+            Some(line)
+        })
+    }
+
+    fn finish(mut self: Box<Self>) -> BoxFuture<'static, Result<Output, PlutoError>> {
+        Box::pin(async move {
+            while self.next_line().await.is_some() {}
+            let mut stderr = String::new();
+            if let Some(mut pipe) = self.child.stderr.take() {
+                let _ = pipe.read_to_string(&mut stderr).await;
+            }
+            let status = self.child.wait().await.ok().and_then(|s| s.code());
+            let output = Output {
+                stdout: std::mem::take(&mut self.said),
+                stderr,
+                status,
+            };
+            check(&self.program, &self.ctlsocket, output)
+        })
+    }
+}
+
+fn spawn_error(program: &Path, err: &io::Error) -> PlutoError {
+    let whack = program.display().to_string();
+    PlutoError::Unavailable(match err.kind() {
+        io::ErrorKind::NotFound => Unavailable::WhackMissing(whack),
+        _ => Unavailable::WhackFailed(format!("cannot run {whack}: {err}")),
+    })
+}
+
+/// Turns whack's own failures into [`PlutoError`]; pluto's answers pass through untouched.
+fn check(program: &Path, ctlsocket: &Path, output: Output) -> Result<Output, PlutoError> {
+    let socket = ctlsocket.display().to_string();
+
+    // The mismatch answer is a single line, so only the first is looked at: a listing of
+    // thousands of connections is not scanned for it.
+    let first_line = output.stdout.lines().next().unwrap_or_default();
+    if first_line.contains(VERSION_MISMATCH) {
+        let whack = program.display().to_string();
+        return Err(PlutoError::Unavailable(Unavailable::VersionMismatch(whack)));
+    }
+
+    if output.status != Some(WHACK_FAILED) {
+        return Ok(output);
+    }
+    let reason = match classify_whack_failure(&output.stderr) {
+        WhackFailure::SocketMissing => Unavailable::SocketMissing(socket),
+        WhackFailure::ConnectionRefused => Unavailable::ConnectionRefused(socket),
+        WhackFailure::NotPermitted => Unavailable::NotPermitted(socket),
+        // Exit 33 with words we do not know is still whack failing, not pluto answering.
+        WhackFailure::Other => Unavailable::WhackFailed(output.stderr.trim().to_owned()),
+    };
+    Err(PlutoError::Unavailable(reason))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn output(stdout: &str, stderr: &str, status: i32) -> Output {
+        Output {
+            stdout: stdout.into(),
+            stderr: stderr.into(),
+            status: Some(status),
+        }
+    }
+
+    fn checked(stdout: &str, stderr: &str, status: i32) -> Result<Output, PlutoError> {
+        check(
+            Path::new("/usr/libexec/ipsec/whack"),
+            Path::new("/run/pluto/pluto.ctl"),
+            output(stdout, stderr, status),
+        )
+    }
+
+    #[test]
+    fn maps_whack_failures_to_the_reason_pluto_is_unavailable() {
+        let missing = checked(
+            "",
+            "whack: Pluto is not running (no \"/run/pluto/pluto.ctl\")",
+            33,
+        );
+        assert_eq!(
+            missing.unwrap_err(),
+            PlutoError::Unavailable(Unavailable::SocketMissing("/run/pluto/pluto.ctl".into()))
+        );
+        let refused = checked(
+            "",
+            "ERROR: ipsec whack: connect(pluto_ctl) failed: Connection refused (errno 111)",
+            33,
+        );
+        assert!(matches!(
+            refused,
+            Err(PlutoError::Unavailable(Unavailable::ConnectionRefused(_)))
+        ));
+        let denied = checked(
+            "",
+            "whack: no right to communicate with pluto (access(\"x\"))",
+            33,
+        );
+        assert!(matches!(
+            denied,
+            Err(PlutoError::Unavailable(Unavailable::NotPermitted(_)))
+        ));
+        let unknown_option = checked("", "whack: unrecognized option '--down'", 33);
+        assert!(matches!(
+            unknown_option,
+            Err(PlutoError::Unavailable(Unavailable::WhackFailed(_)))
+        ));
+    }
+
+    #[test]
+    fn a_version_mismatch_is_unavailable_even_with_exit_status_0() {
+        let mismatch = checked(
+            "050 ignoring message from whack with bad magic 1869114161; should be 3654091882; \
+             Mismatched versions of userland tools.\n",
+            "",
+            0,
+        );
+        assert!(matches!(
+            mismatch,
+            Err(PlutoError::Unavailable(Unavailable::VersionMismatch(_)))
+        ));
+    }
+
+    #[test]
+    fn pluto_answers_pass_through_whatever_the_status() {
+        let answer = checked("021 no connection named \"x\"\n", "", 21).unwrap();
+        assert_eq!(answer.status, Some(21));
+        assert!(answer.stdout.contains("no connection named"));
+    }
+
+    #[test]
+    fn builds_one_argv_element_per_argument() {
+        let args = Whack::args(&Request::Terminate("a name; rm -rf /".into()));
+        assert_eq!(args, ["--name", "a name; rm -rf /", "--terminate"]);
+        assert_eq!(
+            Whack::args(&Request::DeleteState(7)),
+            ["--deletestate", "7"]
+        );
     }
 }

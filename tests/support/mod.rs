@@ -281,6 +281,28 @@ impl TestBus {
             .expect("cannot run dbus-send")
     }
 
+    /// Runs `gdbus call --address ADDR --interactive --dest DEST --object-path PATH --method
+    /// METHOD ARGS...` as `caller`. Like busctl it allows interactive authorisation, so polkit's
+    /// "no" is final; unlike busctl it names the error of a failed call (see
+    /// [`gdbus_error_name`]).
+    pub fn gdbus_call_as(
+        &self,
+        caller: Caller,
+        dest: &str,
+        path: &str,
+        method: &str,
+        args: &[&str],
+    ) -> Output {
+        caller
+            .command("gdbus")
+            .args(["call", "--address", &self.address, "--interactive"])
+            .args(["--dest", dest, "--object-path", path, "--method", method])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("cannot run gdbus (apt-get install libglib2.0-bin)")
+    }
+
     /// Whether `name` has an owner on this bus.
     pub fn name_has_owner(&self, name: &str) -> bool {
         let output = self.call_as(
@@ -367,6 +389,13 @@ pub fn dbus_error_name(output: &Output) -> Option<String> {
     let rest = stderr
         .lines()
         .find_map(|line| line.strip_prefix("Error "))?;
+    Some(rest.split(':').next()?.trim().to_string())
+}
+
+/// The D-Bus error name in a failed `gdbus call` (`Error: GDBus.Error:NAME: message`).
+pub fn gdbus_error_name(output: &Output) -> Option<String> {
+    let stderr = text(&output.stderr);
+    let (_, rest) = stderr.split_once("GDBus.Error:")?;
     Some(rest.split(':').next()?.trim().to_string())
 }
 
@@ -697,5 +726,68 @@ impl Drop for Service<'_> {
                 self.terminate();
             }
         }
+    }
+}
+
+/// Calls on the service under test, as the tests of every file make them.
+pub mod calls {
+    use super::{Caller, FakeWhack, TestBus, dbus_error_name, json};
+    use std::process::Output;
+
+    pub const CONNECTION: &str = "org.libreswan.Connection";
+    pub const MANAGER: &str = "org.libreswan.Manager";
+
+    /// A property read with busctl as `caller`.
+    pub fn property(
+        bus: &TestBus,
+        caller: Caller,
+        path: &str,
+        interface: &str,
+        name: &str,
+    ) -> serde_json::Value {
+        let output = bus.call_as(
+            caller,
+            &["get-property", "org.libreswan", path, interface, name],
+        );
+        json(&output)["data"].clone()
+    }
+
+    /// A property of a connection, read as root.
+    pub fn connection_property(bus: &TestBus, path: &str, name: &str) -> serde_json::Value {
+        property(bus, Caller::Root, path, CONNECTION, name)
+    }
+
+    /// A method of a connection called through busctl, which allows interactive
+    /// authorisation.
+    pub fn call(bus: &TestBus, caller: Caller, path: &str, method: &str) -> Output {
+        bus.call_as(caller, &["call", "org.libreswan", path, CONNECTION, method])
+    }
+
+    /// A method of a connection called through dbus-send, which names the error and does
+    /// not allow interactive authorisation. Returns the error's name, or `None` on success.
+    pub fn call_error(bus: &TestBus, caller: Caller, path: &str, method: &str) -> Option<String> {
+        let member = format!("{CONNECTION}.{method}");
+        let output = bus.dbus_send_as(caller, &["--dest=org.libreswan", path, &member]);
+        dbus_error_name(&output)
+    }
+
+    pub fn stderr(output: &Output) -> String {
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+
+    /// The calls the stand-in whack got with `option` (e.g. `--terminate`), full argv each.
+    pub fn calls_with(whack: &FakeWhack, option: &str) -> Vec<Vec<String>> {
+        whack
+            .calls()
+            .into_iter()
+            .filter(|call| call.iter().any(|arg| arg == option))
+            .collect()
+    }
+
+    /// The object paths below /org/libreswan, one per line, as busctl prints them.
+    pub fn tree(bus: &TestBus, caller: Caller) -> String {
+        let output = bus.call_as(caller, &["--list", "tree", "org.libreswan"]);
+        assert!(output.status.success(), "busctl tree: {}", stderr(&output));
+        String::from_utf8_lossy(&output.stdout).into_owned()
     }
 }
