@@ -113,7 +113,9 @@ pub struct Status {
 
 /// Most double quotes a parser tries as the end of one connection name.
 ///
-/// Bounds the work on a line full of quotes; real names hold at most a few.
+/// Bounds the work on a line full of quotes. Limitation: in the connection list and the
+/// traffic list, a name holding more quotes than this is skipped or misread; real names hold
+/// a few at most, and the state list, which reads names from the right, has no such limit.
 const MAX_NAME_QUOTES: usize = 64;
 
 /// Splits the three-digit code pluto 4.x puts before every line (`000 `, `021 `) off a line.
