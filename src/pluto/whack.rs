@@ -87,8 +87,8 @@ impl Whack {
             .await
             .map_err(|err| spawn_error(&self.program, &err))?;
         let output = Output {
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            stdout: text(output.stdout),
+            stderr: text(output.stderr),
             status: output.status.code(),
         };
         debug!(
@@ -172,6 +172,12 @@ impl Progress for Follower {
             check(&self.program, &self.ctlsocket, output)
         })
     }
+}
+
+/// whack's bytes as text, without a copy when they are UTF-8 (a full listing can be 16 MB).
+fn text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes)
+        .unwrap_or_else(|err| String::from_utf8_lossy(err.as_bytes()).into_owned())
 }
 
 fn spawn_error(program: &Path, err: &io::Error) -> PlutoError {
