@@ -121,7 +121,7 @@ impl Service {
                 () = sleep_until(next_poll) => {
                     next_poll = Instant::now() + poll_interval;
                     polls += 1;
-                    schedule.due(Instant::now()) || self.poll(polls % COUNT_EVERY == 0).await
+                    schedule.due(Instant::now()) || self.poll(polls.is_multiple_of(COUNT_EVERY)).await
                 }
                 () = self.refresh.wanted.notified() => true,
             };
