@@ -1,0 +1,755 @@
+//! End to end: the service against real pluto, on a private system bus with the real polkitd,
+//! called by processes that really run as other users. pluto is the lab's (`scripts/lab`): the
+//! local pluto the service talks to, and a peer pluto that answers it.
+//!
+//! These tests need the lab, so a plain `cargo test` skips them. `scripts/test` runs them once
+//! per pluto flavour:
+//!
+//! ```sh
+//! scripts/lab up --pluto 5 --no-service
+//! eval "$(scripts/lab env)"
+//! cargo test --test e2e -- --ignored --test-threads=1
+//! scripts/lab down
+//! ```
+//!
+//! Each test starts its own bus, polkitd and service, and leaves pluto as it found it: it takes
+//! down what it brought up and deletes what it loaded. They share one pluto, hence one thread.
+
+mod support;
+
+use std::{
+    collections::HashMap,
+    env,
+    path::Path,
+    process::{Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use support::{
+    Caller, Service, TIMEOUT, TestBus, dbus_error_name, gdbus_error_name, process_running,
+    wait_until,
+};
+use zbus::{MatchRule, MessageStream, message::Type};
+
+const CONNECTION: &str = "org.libreswan.Connection";
+const MANAGER: &str = "org.libreswan.Manager";
+
+/// Connections of `lab/conf/local.conf.in`, and their object paths.
+const WESTNET: &str = "westnet-eastnet";
+const WESTNET_PATH: &str = "/org/libreswan/Connection/westnet_2deastnet";
+const SUBNET_A: &str = "subnet-a";
+const SUBNET_A_PATH: &str = "/org/libreswan/Connection/subnet_2da";
+const ROUTED: &str = "routed-ondemand";
+const ROUTED_PATH: &str = "/org/libreswan/Connection/routed_2dondemand";
+const ESCAPED_PATH: &str = "/org/libreswan/Connection/_2dlab_2etunnel_2d_c3_bc";
+const SPARE_PATH: &str = "/org/libreswan/Connection/spare";
+
+/// The subnets of routed-ondemand, whose trap policy pluto installs when it loads it.
+const ROUTED_SRC: &str = "10.1.1.0/24";
+const ROUTED_DST: &str = "10.2.1.0/24";
+
+/// A change the service learns of from a full listing must show within this time when the
+/// listing runs every second: a few listings, even on a loaded machine, and far less than the
+/// 60 s the listings may be apart by default.
+const WITHIN_LISTINGS: Duration = Duration::from_secs(10);
+
+/// The lab that `scripts/lab up` started, as `scripts/lab env` describes it.
+struct Lab {
+    dir: String,
+    whack: String,
+    ctl: String,
+    local_ns: String,
+    pluto_version: String,
+    connections: Vec<String>,
+    escaped: String,
+    spare: String,
+}
+
+impl Lab {
+    /// Reads `LAB_*`; fails with what to do when they are missing or pluto is not running.
+    fn from_env() -> Lab {
+        support::require_root();
+        let var = |name: &str| {
+            env::var(name).unwrap_or_else(|_| {
+                panic!(
+                    "{name} is not set: these tests need the pluto lab. Run scripts/test, or \
+                     scripts/lab up --no-service && eval \"$(scripts/lab env)\" && \
+                     cargo test --test e2e -- --ignored --test-threads=1"
+                )
+            })
+        };
+        let lab = Lab {
+            dir: var("LAB_DIR"),
+            whack: var("LAB_WHACK"),
+            ctl: var("LAB_CTL"),
+            local_ns: var("LAB_LOCAL_NS"),
+            pluto_version: var("LAB_PLUTO_VERSION"),
+            connections: var("LAB_CONNS")
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect(),
+            escaped: var("LAB_ESCAPED_CONN"),
+            spare: var("LAB_SPARE_CONN"),
+        };
+        assert!(
+            Path::new(&lab.ctl).exists(),
+            "the lab's local pluto is not running: {} does not exist (scripts/lab status; \
+             scripts/lab pluto-start starts it)",
+            lab.ctl
+        );
+        lab
+    }
+
+    /// Starts the service against the lab's local pluto, reading its SAs every half second.
+    fn start_service<'bus>(&self, bus: &'bus TestBus, extra: &[&str]) -> Service<'bus> {
+        let mut args = vec![
+            "--whack",
+            &self.whack,
+            "--ctlsocket",
+            &self.ctl,
+            "--poll-interval",
+            "0.5",
+        ];
+        args.extend(extra);
+        Service::start(bus, args)
+    }
+
+    /// `whack --ctlsocket LAB_CTL ARGS...`; `None` only when whack cannot be run at all.
+    fn try_whack(&self, args: &[&str]) -> Option<Output> {
+        Command::new(&self.whack)
+            .arg("--ctlsocket")
+            .arg(&self.ctl)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .ok()
+    }
+
+    fn whack(&self, args: &[&str]) -> Output {
+        self.try_whack(args)
+            .unwrap_or_else(|| panic!("cannot run {}", self.whack))
+    }
+
+    /// The lines of a whack listing (`--showstates`, `--trafficstatus`) about `connection`.
+    fn lines_about(&self, listing: &str, connection: &str) -> Vec<String> {
+        let output = self.whack(&[listing]);
+        assert!(
+            output.status.success(),
+            "whack {listing} failed: {}",
+            text(&output.stderr)
+        );
+        let quoted = format!("\"{connection}\"");
+        text(&output.stdout)
+            .lines()
+            .filter(|line| line.contains(&quoted))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The serial numbers (`#N`) of `connection`'s established Child SAs.
+    fn child_sas(&self, connection: &str) -> Vec<String> {
+        self.lines_about("--showstates", connection)
+            .iter()
+            .filter(|line| line.contains("ESTABLISHED_CHILD_SA"))
+            .filter_map(|line| {
+                let line = line.strip_prefix("000 ").unwrap_or(line);
+                Some(line.split(':').next()?.to_owned())
+            })
+            .collect()
+    }
+
+    /// Fails unless pluto lists no SA of `connection` at all.
+    fn assert_no_sa(&self, connection: &str) {
+        for listing in ["--showstates", "--trafficstatus"] {
+            let left = self.lines_about(listing, connection);
+            assert!(
+                left.is_empty(),
+                "whack {listing} still shows {connection}:\n{}",
+                left.join("\n")
+            );
+        }
+    }
+
+    /// Whether pluto holds a kernel policy for `connection`: its routing in `whack --status`
+    /// is anything but `unrouted`.
+    fn routed_in_pluto(&self, connection: &str) -> bool {
+        let Some(output) = self.try_whack(&["--status"]) else {
+            return false;
+        };
+        let prefix = format!("\"{connection}\": ");
+        text(&output.stdout)
+            .lines()
+            .map(|line| line.strip_prefix("000 ").unwrap_or(line))
+            // The topology line: "NAME": LEFT...RIGHT; ROUTING; ...
+            .find(|line| line.starts_with(&prefix) && line.contains("..."))
+            .is_some_and(|line| !line.contains("; unrouted;"))
+    }
+
+    /// Brings `connection` up with whack, as `ipsec up` does: the service has no Up() yet.
+    fn bring_up(&self, connection: &str) {
+        let output = self.whack(&["--name", connection, "--initiate"]);
+        let said = text(&output.stdout);
+        assert!(
+            said.contains("established Child SA"),
+            "whack --initiate did not bring {connection} up ({}):\n{said}{}",
+            output.status,
+            text(&output.stderr)
+        );
+    }
+
+    /// Brings `connection` up; the guard takes it down again.
+    fn initiate(&self, connection: &str) -> Restore<'_> {
+        let guard = self.restore_on_drop(connection);
+        self.bring_up(connection);
+        guard
+    }
+
+    /// A guard that leaves `connection` as it is now, SAs and route, when dropped.
+    fn restore_on_drop(&self, connection: &str) -> Restore<'_> {
+        Restore {
+            lab: self,
+            connection: connection.to_owned(),
+            was_routed: self.routed_in_pluto(connection),
+        }
+    }
+
+    /// Runs `scripts/lab VERB [NAME] --dir LAB_DIR`.
+    fn script(&self, verb: &str, name: Option<&str>) -> Output {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/lab");
+        let mut command = Command::new(&script);
+        command.arg(verb).arg("--dir").arg(&self.dir);
+        if let Some(name) = name {
+            command.arg("--").arg(name);
+        }
+        let output = command
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|err| panic!("cannot run {}: {err}", script.display()));
+        assert!(
+            output.status.success(),
+            "scripts/lab {verb} failed ({}):\n{}{}",
+            output.status,
+            text(&output.stdout),
+            text(&output.stderr)
+        );
+        output
+    }
+
+    /// The kernel's outbound policy from `src` to `dst` in the local namespace, as
+    /// `ip xfrm policy` prints it.
+    fn outbound_policy(&self, src: &str, dst: &str) -> Option<String> {
+        let output = Command::new("ip")
+            .args(["-n", &self.local_ns, "xfrm", "policy"])
+            .output()
+            .expect("cannot run ip");
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        let head = format!("src {src} dst {dst}");
+        // Each policy starts on an unindented line; its details follow, indented.
+        let mut policies: Vec<String> = Vec::new();
+        for line in text(&output.stdout).lines() {
+            match policies.last_mut() {
+                Some(policy) if line.starts_with(char::is_whitespace) => {
+                    policy.push('\n');
+                    policy.push_str(line);
+                }
+                _ => policies.push(line.to_owned()),
+            }
+        }
+        policies
+            .into_iter()
+            .find(|policy| policy.starts_with(&head) && policy.contains("dir out"))
+    }
+}
+
+/// Puts a connection back as it was: takes down its SAs and, if it had no route before, the
+/// route that pluto 4.10 leaves behind when it terminates a connection it initiated.
+struct Restore<'lab> {
+    lab: &'lab Lab,
+    connection: String,
+    was_routed: bool,
+}
+
+impl Drop for Restore<'_> {
+    fn drop(&mut self) {
+        let name = self.connection.as_str();
+        self.lab.try_whack(&["--name", name, "--terminate"]);
+        if !self.was_routed && self.lab.routed_in_pluto(name) {
+            self.lab.try_whack(&["--name", name, "--unroute"]);
+        }
+    }
+}
+
+/// Deletes a connection from pluto when dropped; for connections a test loaded.
+struct Unload<'lab> {
+    lab: &'lab Lab,
+    connection: String,
+}
+
+impl Drop for Unload<'_> {
+    fn drop(&mut self) {
+        self.lab
+            .try_whack(&["--name", &self.connection, "--delete"]);
+    }
+}
+
+/// Starts the local pluto again when dropped, unless it runs.
+struct RestartPluto<'lab> {
+    lab: &'lab Lab,
+}
+
+impl Drop for RestartPluto<'_> {
+    fn drop(&mut self) {
+        if !Path::new(&self.lab.ctl).exists() {
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/lab");
+            let _ = Command::new(script)
+                .args(["pluto-start", "--dir", &self.lab.dir])
+                .stdin(Stdio::null())
+                .output();
+        }
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    text(&output.stderr)
+}
+
+/// A property read with busctl as root.
+fn property(bus: &TestBus, path: &str, interface: &str, name: &str) -> Value {
+    let output = bus.call_as(
+        Caller::Root,
+        &["get-property", "org.libreswan", path, interface, name],
+    );
+    support::json(&output)["data"].clone()
+}
+
+fn state(bus: &TestBus, path: &str) -> Value {
+    property(bus, path, CONNECTION, "State")
+}
+
+fn pluto_running(bus: &TestBus) -> Value {
+    property(bus, "/org/libreswan", MANAGER, "PlutoRunning")
+}
+
+/// Waits until the connection at `path` shows `expected` as its State.
+fn wait_for_state(bus: &TestBus, path: &str, expected: &str) {
+    let mut last = Value::Null;
+    let reached = wait_until(TIMEOUT, || {
+        last = state(bus, path);
+        last == expected
+    });
+    assert!(
+        reached,
+        "State of {path} stayed {last}, not {expected:?}, for {TIMEOUT:?}"
+    );
+}
+
+/// `Down()` as `caller` through busctl, which allows interactive authorisation.
+fn down(bus: &TestBus, caller: Caller, path: &str) -> Output {
+    bus.call_as(
+        caller,
+        &[
+            "--timeout=60",
+            "call",
+            "org.libreswan",
+            path,
+            CONNECTION,
+            "Down",
+        ],
+    )
+}
+
+/// `Down()` as `caller` through dbus-send, which names the error; `None` on success.
+fn down_error(bus: &TestBus, caller: Caller, path: &str) -> Option<String> {
+    let output = bus.dbus_send_as(
+        caller,
+        &[
+            "--dest=org.libreswan",
+            path,
+            "org.libreswan.Connection.Down",
+        ],
+    );
+    dbus_error_name(&output)
+}
+
+fn tree(bus: &TestBus) -> Vec<String> {
+    let output = bus.call_as(Caller::Root, &["--list", "tree", "org.libreswan"]);
+    assert!(output.status.success(), "busctl tree: {}", stderr(&output));
+    text(&output.stdout)
+        .lines()
+        .map(|line| line.trim().to_owned())
+        .collect()
+}
+
+/// The object path the service gives `connection`.
+fn object_of(bus: &TestBus, connection: &str) -> String {
+    let output = bus.call_as(
+        Caller::Root,
+        // "--": a name may start with "-".
+        &[
+            "--",
+            "call",
+            "org.libreswan",
+            "/org/libreswan",
+            MANAGER,
+            "GetConnection",
+            "s",
+            connection,
+        ],
+    );
+    support::json(&output)["data"][0]
+        .as_str()
+        .expect("GetConnection returned no path")
+        .to_owned()
+}
+
+#[test]
+#[ignore = "needs the lab: scripts/test runs them"]
+fn down_by_an_allowed_user_deletes_the_sas_and_keeps_the_connection() {
+    let lab = Lab::from_env();
+    let bus = TestBus::start();
+    let _service = lab.start_service(&bus, &[]);
+
+    let _restore = lab.initiate(WESTNET);
+    wait_for_state(&bus, WESTNET_PATH, "up");
+
+    let output = down(&bus, Caller::Allowed, WESTNET_PATH);
+    assert!(output.status.success(), "Down failed: {}", stderr(&output));
+
+    // Down returns once pluto is done and State was read again: no waiting here.
+    lab.assert_no_sa(WESTNET);
+    assert_eq!(state(&bus, WESTNET_PATH), json!("down"));
+    assert!(tree(&bus).iter().any(|path| path == WESTNET_PATH));
+    let log = bus.polkit_log();
+    assert!(
+        log.contains(
+            "action=org.libreswan.connection.down user=lswallowed connection=westnet-eastnet \
+             verb=down result=yes"
+        ),
+        "polkitd log:\n{log}"
+    );
+
+    // Still loaded in pluto: it comes up again.
+    lab.bring_up(WESTNET);
+    wait_for_state(&bus, WESTNET_PATH, "up");
+}
+
+#[test]
+#[ignore = "needs the lab: scripts/test runs them"]
+fn down_on_a_routed_connection_keeps_its_route() {
+    let lab = Lab::from_env();
+    let bus = TestBus::start();
+    let _service = lab.start_service(&bus, &[]);
+    assert_eq!(
+        property(&bus, ROUTED_PATH, CONNECTION, "Routed"),
+        json!(true)
+    );
+    assert!(
+        lab.outbound_policy(ROUTED_SRC, ROUTED_DST).is_some(),
+        "no trap for {ROUTED} after loading it"
+    );
+
+    let _restore = lab.initiate(ROUTED);
+    wait_for_state(&bus, ROUTED_PATH, "up");
+    let output = down(&bus, Caller::Allowed, ROUTED_PATH);
+    assert!(output.status.success(), "Down failed: {}", stderr(&output));
+
+    lab.assert_no_sa(ROUTED);
+    assert_eq!(state(&bus, ROUTED_PATH), json!("down"));
+    // The policy outlives the tunnel, as a trap with no tunnel behind it (no endpoints):
+    // traffic between the subnets never goes out in clear.
+    let policy = lab
+        .outbound_policy(ROUTED_SRC, ROUTED_DST)
+        .unwrap_or_else(|| panic!("Down removed the policy {ROUTED_SRC} -> {ROUTED_DST}"));
+    assert!(
+        policy.contains("tmpl src 0.0.0.0 dst 0.0.0.0"),
+        "not a trap:\n{policy}"
+    );
+    // Routed stays true, also once a full listing has read pluto's connections again.
+    let refresh = bus.call_as(
+        Caller::Root,
+        &[
+            "call",
+            "org.libreswan",
+            "/org/libreswan",
+            MANAGER,
+            "Refresh",
+        ],
+    );
+    assert!(refresh.status.success(), "Refresh: {}", stderr(&refresh));
+    assert_eq!(
+        property(&bus, ROUTED_PATH, CONNECTION, "Routed"),
+        json!(true)
+    );
+}
+
+#[test]
+#[ignore = "needs the lab: scripts/test runs them"]
+fn down_is_refused_to_a_user_polkit_does_not_allow_and_the_tunnel_stays() {
+    let lab = Lab::from_env();
+    let bus = TestBus::start();
+    let _service = lab.start_service(&bus, &[]);
+    let _restore = lab.initiate(WESTNET);
+    wait_for_state(&bus, WESTNET_PATH, "up");
+    let child_sas = lab.child_sas(WESTNET);
+    assert!(!child_sas.is_empty());
+
+    // Interaction allowed but no agent to ask: polkit's answer is a plain no.
+    let output = down(&bus, Caller::Denied, WESTNET_PATH);
+    assert!(!output.status.success(), "Down succeeded for lswdenied");
+    assert!(
+        stderr(&output).contains("not authorized"),
+        "{}",
+        stderr(&output)
+    );
+    let output = bus.gdbus_call_as(
+        Caller::Denied,
+        "org.libreswan",
+        WESTNET_PATH,
+        "org.libreswan.Connection.Down",
+        &[],
+    );
+    assert_eq!(
+        gdbus_error_name(&output).as_deref(),
+        Some("org.libreswan.Error.NotAuthorized"),
+        "{}",
+        stderr(&output)
+    );
+
+    // pluto heard nothing: the very same Child SA still carries the tunnel.
+    assert_eq!(lab.child_sas(WESTNET), child_sas);
+    assert_eq!(state(&bus, WESTNET_PATH), json!("up"));
+    let log = bus.polkit_log();
+    assert!(
+        log.contains("user=lswdenied connection=westnet-eastnet verb=down result=defaults"),
+        "polkitd log:\n{log}"
+    );
+}
+
+#[test]
+#[ignore = "needs the lab: scripts/test runs them"]
+fn down_by_root_works() {
+    let lab = Lab::from_env();
+    let bus = TestBus::start();
+    let _service = lab.start_service(&bus, &[]);
+    let _restore = lab.initiate(SUBNET_A);
+    wait_for_state(&bus, SUBNET_A_PATH, "up");
+
+    let output = down(&bus, Caller::Root, SUBNET_A_PATH);
+    assert!(output.status.success(), "Down failed: {}", stderr(&output));
+    lab.assert_no_sa(SUBNET_A);
+    assert_eq!(state(&bus, SUBNET_A_PATH), json!("down"));
+}
+
+#[test]
+#[ignore = "needs the lab: scripts/test runs them"]
+fn down_on_a_connection_without_sas_succeeds() {
+    // 4.x answers "terminating SAs using this connection", 5.x nothing: both are a success.
+    let lab = Lab::from_env();
+    let bus = TestBus::start();
+    let _service = lab.start_service(&bus, &[]);
+    let _restore = lab.restore_on_drop(SUBNET_A);
+    lab.assert_no_sa(SUBNET_A);
+
+    let output = down(&bus, Caller::Allowed, SUBNET_A_PATH);
+    assert!(output.status.success(), "Down failed: {}", stderr(&output));
+    assert_eq!(state(&bus, SUBNET_A_PATH), json!("down"));
+    assert!(tree(&bus).iter().any(|path| path == SUBNET_A_PATH));
+}
+
+type Interfaces = HashMap<String, HashMap<String, zbus::OwnedVariant>>;
+
+/// The next ObjectManager signal; fails on any other than `member` or after `TIMEOUT`.
+async fn next_object_signal(signals: &mut MessageStream, member: &str) -> zbus::Message {
+    let signal = tokio::time::timeout(TIMEOUT, signals.next())
+        .await
+        .unwrap_or_else(|_| panic!("no {member} within {TIMEOUT:?}"))
+        .expect("the signal stream ended")
+        .expect("cannot read a signal");
+    let got = signal.header().member().map(|m| m.to_string());
+    assert_eq!(got.as_deref(), Some(member), "unexpected signal");
+    signal
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the lab: scripts/test runs them"]
+async fn connections_loaded_and_deleted_in_pluto_appear_and_vanish() {
+    let lab = Lab::from_env();
+    let bus = TestBus::start();
+    let _service = lab.start_service(&bus, &["--list-interval", "1"]);
+    assert!(
+        !tree(&bus).iter().any(|path| path == SPARE_PATH),
+        "{} is loaded before the test loads it",
+        lab.spare
+    );
+
+    let client = zbus::connection::Builder::address(bus.address())
+        .build()
+        .await
+        .unwrap();
+    let rule = MatchRule::builder()
+        .msg_type(Type::Signal)
+        .sender("org.libreswan")
+        .interface("org.freedesktop.DBus.ObjectManager")
+        .build()
+        .unwrap();
+    let mut signals = MessageStream::for_match_rule(rule, &client, None)
+        .await
+        .unwrap();
+
+    // As `ipsec add spare` would.
+    let _unload = Unload {
+        lab: &lab,
+        connection: lab.spare.clone(),
+    };
+    tokio::task::block_in_place(|| lab.script("addconn", Some(&lab.spare)));
+    let loaded = Instant::now();
+    let signal = next_object_signal(&mut signals, "InterfacesAdded").await;
+    let took = loaded.elapsed();
+    let (path, interfaces): (zbus::OwnedObjectPath, Interfaces) =
+        signal.body().deserialize().unwrap();
+    assert_eq!(path.as_str(), SPARE_PATH);
+    let name = interfaces[CONNECTION]["Name"]
+        .downcast_ref::<String>()
+        .unwrap();
+    assert_eq!(name, lab.spare);
+    assert!(
+        took < WITHIN_LISTINGS,
+        "InterfacesAdded came after {took:?}"
+    );
+    assert_eq!(
+        tokio::task::block_in_place(|| object_of(&bus, &lab.spare)),
+        SPARE_PATH
+    );
+
+    // As `ipsec delete spare` would.
+    let output = tokio::task::block_in_place(|| lab.whack(&["--name", &lab.spare, "--delete"]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let deleted = Instant::now();
+    let signal = next_object_signal(&mut signals, "InterfacesRemoved").await;
+    let took = deleted.elapsed();
+    let (path, names): (zbus::OwnedObjectPath, Vec<String>) = signal.body().deserialize().unwrap();
+    assert_eq!(path.as_str(), SPARE_PATH);
+    assert!(names.iter().any(|name| name == CONNECTION), "{names:?}");
+    assert!(
+        took < WITHIN_LISTINGS,
+        "InterfacesRemoved came after {took:?}"
+    );
+}
+
+#[test]
+#[ignore = "needs the lab: scripts/test runs them"]
+fn objects_stay_while_pluto_is_stopped_and_follow_it_when_it_is_back() {
+    let lab = Lab::from_env();
+    let bus = TestBus::start();
+    // Listings every second: 4.x has no cheap count of loaded connections, so without them the
+    // service may learn of reloaded connections only up to 60 s later.
+    let service = lab.start_service(&bus, &["--list-interval", "1"]);
+    let _restart = RestartPluto { lab: &lab };
+    let _restore = lab.initiate(WESTNET);
+    wait_for_state(&bus, WESTNET_PATH, "up");
+    let published = tree(&bus);
+
+    lab.script("pluto-stop", None);
+    let stopped = wait_until(TIMEOUT, || pluto_running(&bus) == json!(false));
+    assert!(stopped, "PlutoRunning stayed true after pluto stopped");
+    assert_eq!(
+        tree(&bus),
+        published,
+        "objects changed while pluto was away"
+    );
+    assert_eq!(
+        down_error(&bus, Caller::Root, WESTNET_PATH).as_deref(),
+        Some("org.libreswan.Error.PlutoUnavailable")
+    );
+    let output = down(&bus, Caller::Allowed, WESTNET_PATH);
+    assert!(
+        stderr(&output).contains(&lab.ctl),
+        "the error does not name the control socket: {}",
+        stderr(&output)
+    );
+    assert!(process_running(service.pid()), "the service exited");
+    assert_eq!(bus.name_owner_pid("org.libreswan"), Some(service.pid()));
+
+    // The new pluto starts with no connection and loads them one by one, so a listing on the
+    // way may find only some: objects may go and come back. Once pluto has them all, the
+    // objects are those of before, and westnet-eastnet has no SA.
+    lab.script("pluto-start", None);
+    let back = wait_until(TIMEOUT, || pluto_running(&bus) == json!(true));
+    assert!(back, "PlutoRunning stayed false after pluto came back");
+    let mut now = Vec::new();
+    let all_back = wait_until(TIMEOUT, || {
+        now = tree(&bus);
+        now == published
+    });
+    assert!(
+        all_back,
+        "published once pluto is back:\n{}\nbefore it stopped:\n{}",
+        now.join("\n"),
+        published.join("\n")
+    );
+    wait_for_state(&bus, WESTNET_PATH, "down");
+    assert_eq!(
+        property(&bus, "/org/libreswan", MANAGER, "PlutoVersion"),
+        json!(lab.pluto_version)
+    );
+    for connection in &lab.connections {
+        assert_eq!(
+            property(&bus, &object_of(&bus, connection), CONNECTION, "Name"),
+            json!(connection)
+        );
+    }
+    let routed = wait_until(TIMEOUT, || {
+        property(&bus, ROUTED_PATH, CONNECTION, "Routed") == json!(true)
+    });
+    assert!(routed, "{ROUTED} is not routed again");
+
+    // And it is pluto again to the service: Down works.
+    lab.bring_up(WESTNET);
+    wait_for_state(&bus, WESTNET_PATH, "up");
+    let output = down(&bus, Caller::Allowed, WESTNET_PATH);
+    assert!(output.status.success(), "Down failed: {}", stderr(&output));
+    lab.assert_no_sa(WESTNET);
+}
+
+#[test]
+#[ignore = "needs the lab: scripts/test runs them"]
+fn a_name_that_needs_escaping_works_end_to_end() {
+    let lab = Lab::from_env();
+    let bus = TestBus::start();
+    let _service = lab.start_service(&bus, &[]);
+
+    assert_eq!(object_of(&bus, &lab.escaped), ESCAPED_PATH);
+    assert_eq!(
+        property(&bus, ESCAPED_PATH, CONNECTION, "Name"),
+        json!(lab.escaped)
+    );
+
+    let _restore = lab.initiate(&lab.escaped);
+    wait_for_state(&bus, ESCAPED_PATH, "up");
+    let output = down(&bus, Caller::Allowed, ESCAPED_PATH);
+    assert!(output.status.success(), "Down failed: {}", stderr(&output));
+    assert_eq!(state(&bus, ESCAPED_PATH), json!("down"));
+    lab.assert_no_sa(&lab.escaped);
+}
+
+#[test]
+#[ignore = "needs the lab: scripts/test runs them"]
+fn sigterm_stops_the_service_cleanly_and_leaves_the_tunnels_alone() {
+    let lab = Lab::from_env();
+    let bus = TestBus::start();
+    let service = lab.start_service(&bus, &[]);
+    let _restore = lab.initiate(WESTNET);
+    wait_for_state(&bus, WESTNET_PATH, "up");
+    let child_sas = lab.child_sas(WESTNET);
+
+    let status = service.stop();
+    assert!(status.success(), "exit status {status}");
+    assert!(!bus.name_has_owner("org.libreswan"));
+    assert_eq!(lab.child_sas(WESTNET), child_sas);
+}
