@@ -163,12 +163,18 @@ impl Service {
         };
         let known = known.ok_or_else(|| VerbError::UnknownConnection(name.to_owned()))?;
         let result = match verb {
-            Verb::Up => self.up(&known).await,
+            Verb::Up => self.up(&known, major).await,
             Verb::Down => self.down(&known, major).await,
             Verb::Route => self.route(&known, major).await,
             Verb::Unroute => self.unroute(&known, major).await,
             Verb::Delete => self.delete(&known, major).await,
         };
+        // 5.x lists one connection cheaply: show its new routing before the call returns.
+        // 4.x cannot; there the verbs set what pluto is known to do, and the full listing
+        // requested here confirms it.
+        if major.is_some_and(|m| m >= 5) && verb != Verb::Delete {
+            self.reread_connection(name, &address(&known, major)).await;
+        }
         self.request_listing();
         result
     }
@@ -179,15 +185,18 @@ impl Service {
         let name = known.info.name.as_str();
         self.verbs.forget_attempt(name);
 
-        if known.info.is_instance() && major == Some(4) {
-            // 4.x ignores --terminate on an instance's name (`rw[2]`) and says nothing; deleting
-            // its states by serial takes exactly that instance down. Limitation: the peer gets
-            // no delete notification this way, so a peer set to revive reconnects at once.
+        let said = if known.info.is_instance() && major == Some(4) {
+            // 4.x knows an instance by no name it accepts (`rw[2]`, `$7` are ignored silently);
+            // deleting its states by serial takes exactly that instance down. Limitation: the
+            // peer gets no delete notification this way, so a peer set to revive reconnects at
+            // once. 5.x addresses the instance by its connection serial and notifies the peer.
             for serial in self.states_of(name).await? {
                 self.pluto.run(&Request::DeleteState(serial)).await?;
             }
+            Vec::new()
         } else {
-            let output = self.pluto.run(&Request::Terminate(name.to_owned())).await?;
+            let request = Request::Terminate(address(known, major));
+            let output = self.pluto.run(&request).await?;
             let reply = self.judge(Verb::Down, name, &output)?;
             // 4.x answers a known name with "terminating SAs using this connection" and an
             // unknown one with nothing at all (exit 0); 5.x answers a known name without SAs
@@ -195,8 +204,16 @@ impl Service {
             if major == Some(4) && reply.lines.is_empty() {
                 return Err(VerbError::UnknownConnection(name.to_owned()));
             }
+            reply.lines
+        };
+        self.verify_down(name, &said).await?;
+
+        // 4.x leaves a trap behind for a connection whose tunnel was up, routed before or not;
+        // 5.x restores the routing it had before (read back by run_alone).
+        if major == Some(4) && known.state == TunnelState::Up && !known.info.is_instance() {
+            self.set_routing(name, "prospective erouted").await;
         }
-        self.verify_no_child_sa(name).await
+        Ok(())
     }
 
     /// The serials of the IKE SAs of `name` (deleting one takes its Child SAs along), or of its
@@ -216,14 +233,15 @@ impl Service {
         })
     }
 
-    /// Reads pluto's states until no Child SA of `name` is left, updating `State` on the way,
-    /// so the change shows before the call returns.
-    async fn verify_no_child_sa(&self, name: &str) -> Result<(), VerbError> {
+    /// Reads pluto's states until no established Child SA of `name` is left, updating `State`
+    /// on the way, so the change shows before the call returns. A new attempt pluto starts by
+    /// itself (revival of an `auto=keep`/`start` connection) does not count: the tunnel is down.
+    async fn verify_down(&self, name: &str, said: &[String]) -> Result<(), VerbError> {
         for attempt in 1..=VERIFY_ATTEMPTS {
             let states = self.read_states().await?;
             let left = states
                 .iter()
-                .any(|sa| sa.connection == name && sa.kind == SaKind::Child);
+                .any(|sa| sa.connection == name && sa.kind == SaKind::Child && sa.established);
             if !left {
                 return Ok(());
             }
@@ -231,17 +249,21 @@ impl Service {
                 tokio::time::sleep(VERIFY_PAUSE).await;
             }
         }
+        let mut words = "an established Child SA is still there".to_owned();
+        if !said.is_empty() {
+            words = format!("{words}; pluto said: {}", said.join(" / "));
+        }
         Err(VerbError::Refused {
             verb: Verb::Down.as_str(),
             connection: name.to_owned(),
-            words: "its Child SAs are still there".to_owned(),
+            words,
         })
     }
 
     /// Brings the tunnel up. Returns once pluto has accepted the attempt; its progress shows
     /// as `State` and, while it is not up, `LastError`. Does nothing for a tunnel that is up or
     /// on its way: initiating again would create a second Child SA.
-    async fn up(self: &Arc<Self>, known: &Connection) -> Result<(), VerbError> {
+    async fn up(self: &Arc<Self>, known: &Connection, major: Option<u32>) -> Result<(), VerbError> {
         let name = known.info.name.as_str();
         self.read_states().await?;
         let state = self.connection(name).map(|c| c.state);
@@ -254,7 +276,7 @@ impl Service {
         // once but say nothing of how the attempt ends.
         let mut progress = self
             .pluto
-            .follow(&Request::Initiate(name.to_owned()))
+            .follow(&Request::Initiate(address(known, major)))
             .await?;
         let accepted = tokio::time::timeout(self.settings.whack_timeout, async {
             while let Some(line) = progress.next_line().await {
@@ -340,7 +362,10 @@ impl Service {
     /// returns; the next full listing confirms it in pluto's own words.
     async fn route(&self, known: &Connection, major: Option<u32>) -> Result<(), VerbError> {
         let name = known.info.name.as_str();
-        let output = self.pluto.run(&Request::Route(name.to_owned())).await?;
+        let output = self
+            .pluto
+            .run(&Request::Route(address(known, major)))
+            .await?;
         self.judge_status(Verb::Route, name, &output, major)?;
         self.set_routing(name, "routed").await;
         Ok(())
@@ -360,7 +385,10 @@ impl Service {
             return Err(VerbError::Busy(name.to_owned()));
         }
 
-        let output = self.pluto.run(&Request::Unroute(name.to_owned())).await?;
+        let output = self
+            .pluto
+            .run(&Request::Unroute(address(known, major)))
+            .await?;
         self.judge_status(Verb::Unroute, name, &output, major)?;
         self.set_routing(name, "unrouted").await;
         Ok(())
@@ -371,7 +399,10 @@ impl Service {
     async fn delete(&self, known: &Connection, major: Option<u32>) -> Result<(), VerbError> {
         let name = known.info.name.as_str();
         self.verbs.forget_attempt(name);
-        let output = self.pluto.run(&Request::Delete(name.to_owned())).await?;
+        let output = self
+            .pluto
+            .run(&Request::Delete(address(known, major)))
+            .await?;
         let reply = self.judge_status(Verb::Delete, name, &output, major)?;
         // As with --terminate, 4.x answers a known name and stays silent for an unknown one.
         if major == Some(4) && reply.lines.is_empty() {
@@ -453,5 +484,16 @@ impl Service {
             });
         }
         Ok(reply)
+    }
+}
+
+/// How pluto is told which connection is meant: its name, or on 5.x for an instance of a
+/// template its connection serial (`$7`), since 5.x accepts no name for an instance.
+fn address(known: &Connection, major: Option<u32>) -> String {
+    let info = &known.info;
+    if info.is_instance() && info.serial != 0 && major.is_some_and(|m| m >= 5) {
+        format!("${}", info.serial)
+    } else {
+        info.name.clone()
     }
 }

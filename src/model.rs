@@ -41,6 +41,14 @@ pub struct Connection {
     pub last_error_is_failure: bool,
 }
 
+impl Connection {
+    /// Whether pluto holds a kernel policy for the connection: a trap, or the tunnel's own
+    /// while it is up (which the routing field shows only at the next full listing).
+    pub fn routed(&self) -> bool {
+        self.info.routed() || self.state == TunnelState::Up
+    }
+}
+
 /// Everything published, keyed by connection name.
 #[derive(Debug, Default)]
 pub struct Model {

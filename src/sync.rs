@@ -35,7 +35,7 @@ use crate::{
     bus,
     model::{Connection, TunnelState, tunnel_states},
     parse::{SaState, Status, parse_brief_connection_status, parse_showstates, parse_status},
-    pluto::{PlutoError, Request},
+    pluto::{PlutoError, Request, Unavailable},
     service::Service,
 };
 
@@ -158,6 +158,38 @@ impl Service {
         cost
     }
 
+    /// Reads one connection's part of the listing (5.x) and applies it, keeping its `State`:
+    /// after a verb, `Routed` shows pluto's new routing before the call returns.
+    pub(crate) async fn reread_connection(&self, name: &str, address: &str) {
+        let Ok(output) = self
+            .pluto
+            .run(&Request::ConnectionStatus(address.to_owned()))
+            .await
+        else {
+            return;
+        };
+        let Some(info) = parse_status(&output.stdout)
+            .connections
+            .into_iter()
+            .find(|info| info.name == name)
+        else {
+            return;
+        };
+        let change = {
+            let mut model = self.model();
+            let Some(connection) = model.connections.get_mut(name) else {
+                return;
+            };
+            if connection.info == info {
+                return;
+            }
+            let old = connection.clone();
+            connection.info = info;
+            (old, connection.clone())
+        };
+        bus::connection_changed(&self.bus, &change.0, &change.1).await;
+    }
+
     /// Reads pluto's SAs and brings every connection's `State` in line with them.
     pub(crate) async fn read_states(&self) -> Result<Vec<SaState>, PlutoError> {
         let ticket = self.ticket();
@@ -278,12 +310,23 @@ impl Service {
                 .filter(|name| !model.connections.contains_key(*name))
                 .cloned()
                 .collect();
-            let removed: Vec<String> = model
+            let came_back = !model.pluto_running;
+            let mut removed: Vec<String> = model
                 .connections
                 .keys()
                 .filter(|name| !fresh.contains_key(*name))
                 .cloned()
                 .collect();
+            if came_back && !removed.is_empty() {
+                // A pluto that has just started loads its connections one by one: what this
+                // listing lacks may come next. Removals wait for a second listing.
+                for name in removed.drain(..) {
+                    if let Some(known) = model.connections.get(&name) {
+                        fresh.insert(name, known.clone());
+                    }
+                }
+                self.request_listing();
+            }
             let changed: Vec<(Connection, Connection)> = fresh
                 .iter()
                 .filter_map(|(name, new)| {
@@ -291,7 +334,6 @@ impl Service {
                     (old != new).then(|| (old.clone(), new.clone()))
                 })
                 .collect();
-            let came_back = !model.pluto_running;
             let version_changed = model.pluto_version != status.pluto_version;
             model.connections = fresh;
             model.pluto_running = true;
@@ -318,6 +360,17 @@ impl Service {
 
     /// pluto could not be asked: keep every object, say pluto is not running.
     async fn pluto_lost(self: &Arc<Self>, err: &PlutoError) {
+        // A pluto that is not running holds no SAs (they go when it exits); one that is slow
+        // or out of reach for another reason may still hold them.
+        let stopped = matches!(
+            err,
+            PlutoError::Unavailable(
+                Unavailable::SocketMissing(_) | Unavailable::ConnectionRefused(_)
+            )
+        );
+        if stopped {
+            self.apply_states(&[], self.ticket()).await;
+        }
         let was_running = {
             let mut model = self.model();
             model.pluto_problem = err.to_string();

@@ -32,7 +32,7 @@ pub(crate) fn signalled_properties(
     let info = &connection.info;
     [
         ("State", Variant::from(connection.state.as_str())),
-        ("Routed", Variant::from(info.routed())),
+        ("Routed", Variant::from(connection.routed())),
         ("LocalAddress", Variant::from(info.local_address.clone())),
         ("RemoteAddress", Variant::from(info.remote_address.clone())),
         ("LocalId", Variant::from(info.local_id.clone())),
@@ -125,7 +125,7 @@ impl ConnectionObject {
     /// up on demand, or the tunnel's own while it is up.
     #[zbus(property)]
     fn routed(&self) -> bool {
-        self.snapshot().info.routed()
+        self.snapshot().routed()
     }
 
     /// This end's IP address; empty where pluto does not say.

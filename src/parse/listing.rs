@@ -21,6 +21,9 @@ use super::{
     strip_code,
 };
 
+/// Where pluto numbers a connection in its detail lines; 5.x accepts `$N` as its name.
+const CONN_SERIAL: &str = "conn serial: $";
+
 /// The totals 5.x `--briefconnectionstatus` ends with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BriefTotals {
@@ -214,6 +217,14 @@ impl<'a> Entry<'a> {
                     self.host_line.1 = remote.to_owned();
                 }
             }
+        } else if let Some(at) = detail.find(CONN_SERIAL) {
+            // 4.x: `newest IKE SA: #1; newest IPsec SA: #2; conn serial: $1;`
+            // 5.x: `conn serial: $7, instantiated from: $6;`
+            let digits = &detail[at + CONN_SERIAL.len()..];
+            let end = digits
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(digits.len());
+            self.info.serial = digits[..end].parse().unwrap_or(0);
         }
     }
 

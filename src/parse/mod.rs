@@ -43,6 +43,9 @@ pub struct ConnectionInfo {
     pub remote_subnets: Vec<String>,
     /// 1 or 2, from the connection's policy; 0 when pluto does not say.
     pub ike_version: u32,
+    /// pluto's number for the connection (`conn serial: $7`); 0 when pluto does not say. 5.x
+    /// accepts `$7` wherever it takes a name, the one way to address a template's instance.
+    pub serial: u64,
     /// pluto's routing field as printed: `unrouted`, `prospective erouted`, `erouted`,
     /// `routed-ondemand`, `routed-tunnel`, ...; empty when absent.
     pub routing: String,

@@ -21,6 +21,8 @@ pub enum Request {
     TrafficStatus,
     /// 5.x only: active connections plus the loaded/active totals; cheap.
     BriefConnectionStatus,
+    /// 5.x only: one connection's part of the connection list; cheap.
+    ConnectionStatus(String),
     /// Delete the connection's SAs, keeping the connection and its route (`ipsec down`).
     Terminate(String),
     /// Start negotiating the connection; pluto reports progress until it is up or gives up.

@@ -52,6 +52,7 @@ impl Whack {
             Request::ShowStates => vec!["--showstates".into()],
             Request::TrafficStatus => vec!["--trafficstatus".into()],
             Request::BriefConnectionStatus => vec!["--briefconnectionstatus".into()],
+            Request::ConnectionStatus(name) => named(name, "--connectionstatus"),
             // 4.x has no --down; --terminate is the same operation in every version.
             Request::Terminate(name) => named(name, "--terminate"),
             Request::Initiate(name) => named(name, "--initiate"),
