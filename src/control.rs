@@ -319,8 +319,9 @@ impl Service {
         }
         let ended = progress.finish().await;
         debug!(connection = name, ?ended, "initiate ended");
-        let _ = self.read_states().await;
+        // Forgotten before the last read, so an Up() from now on starts a new attempt.
         lock(&self.verbs.attempts).remove(name);
+        let _ = self.read_states().await;
     }
 
     async fn note_attempt(&self, name: &str, event: &InitiateEvent) {
