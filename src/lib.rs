@@ -5,6 +5,7 @@
 //! objects in step with pluto, [`control`] the verbs, [`model`] the data they share.
 
 pub mod bus;
+pub mod client;
 pub mod control;
 pub mod label;
 pub mod model;

@@ -539,6 +539,18 @@ mod tests {
     }
 
     #[test]
+    fn reads_the_connection_serial_that_5_x_accepts_as_a_name() {
+        let listing = "000 Connection list:\n000  \n\
+            000 \"rw\"[1] 192.0.2.2: 10.1.9.0/24===192.0.2.1[@west-rw]...192.0.2.2[@rw-client]; erouted; eroute owner: #2\n\
+            000 \"rw\"[1] 192.0.2.2:   newest IKE SA: #1; newest IPsec SA: #2; conn serial: $7, instantiated from: $6;\n";
+        let status = parse_status(listing);
+        assert_eq!(status.connections.len(), 1, "{status:?}");
+        assert_eq!(status.connections[0].name, "rw[1]");
+        assert_eq!(status.connections[0].template, "rw");
+        assert_eq!(status.connections[0].serial, 7);
+    }
+
+    #[test]
     fn one_tunnel_up_on_4_10() {
         let status = parse_status(UP_4_10);
         assert_eq!(status.pluto_version, "4.10");
@@ -555,6 +567,7 @@ mod tests {
                 local_subnets: vec![],
                 remote_subnets: vec![],
                 ike_version: 2,
+                serial: 1,
                 routing: "erouted".into(),
             }]
         );
@@ -702,6 +715,7 @@ mod tests {
                 local_subnets: vec!["192.0.1.0/24".into()],
                 remote_subnets: vec!["192.0.3.0/24".into()],
                 ike_version: 2,
+                serial: 2,
                 routing: "unrouted".into(),
             }
         );
