@@ -886,6 +886,12 @@ fn down_on_a_road_warrior_instance_takes_down_only_that_instance() {
     );
 
     succeeds(&bus, Caller::Allowed, RW_INSTANCE_PATH, "Down");
+    // Rules can allow a whole template: polkit was told which one.
+    let log = bus.polkit_log();
+    assert!(
+        log.contains("user=lswallowed connection=rw[1] verb=down result=yes template=rw"),
+        "polkitd log:\n{log}"
+    );
     // No SA of this instance is left (a peer that revives comes back as another instance).
     let states = text(&lab.whack(&["--showstates"]).stdout);
     assert!(
