@@ -1048,3 +1048,82 @@ async fn a_change_made_with_whack_shows_as_properties_changed() {
         }
     }
 }
+
+/// `libreswan-dbusctl --bus BUS ARGS...` as `caller`.
+fn ctl(bus: &TestBus, caller: Caller, args: &[&str]) -> Output {
+    caller
+        .command(env!("CARGO_BIN_EXE_libreswan-dbusctl"))
+        .arg("--bus")
+        .arg(bus.address())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("cannot run libreswan-dbusctl")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the lab: scripts/test runs them"]
+async fn the_client_library_and_libreswan_dbusctl_drive_real_pluto() {
+    use libreswan_dbus::{
+        client::{Client, Interaction, State, Verb},
+        options::BusChoice,
+    };
+
+    let lab = Lab::from_env();
+    let bus = TestBus::start();
+    let _service = lab.start_service(&bus, &[]);
+    let _restore = lab.restore_on_drop(WESTNET);
+
+    let client = Client::connect(&BusChoice::Address(bus.address().to_owned()))
+        .await
+        .unwrap();
+    let names: Vec<String> = client
+        .connections()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|info| info.name)
+        .collect();
+    for name in &lab.connections {
+        assert!(names.contains(name), "{name} missing from {names:?}");
+    }
+    assert_eq!(
+        client.service_info().await.unwrap().pluto_version,
+        lab.pluto_version
+    );
+
+    client
+        .run(Verb::Up, WESTNET, Interaction::Deny)
+        .await
+        .unwrap();
+    let up =
+        tokio::task::block_in_place(|| wait_until(TIMEOUT, || lab.child_sas(WESTNET).len() == 1));
+    assert!(up, "westnet-eastnet did not come up");
+    let mut info = client.connection_info(WESTNET).await.unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    while info.state != State::Up && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        info = client.connection_info(WESTNET).await.unwrap();
+    }
+    assert_eq!(info.state, State::Up);
+
+    // The command-line client, as the user polkit allows.
+    tokio::task::block_in_place(|| {
+        let listed = ctl(&bus, Caller::Allowed, &["list"]);
+        assert!(listed.status.success(), "{}", stderr(&listed));
+        let line = text(&listed.stdout)
+            .lines()
+            .find(|line| line.starts_with(WESTNET))
+            .map(str::to_owned)
+            .unwrap_or_default();
+        assert!(line.contains("up"), "list shows: {line:?}");
+
+        let down = ctl(&bus, Caller::Allowed, &["down", WESTNET]);
+        assert!(down.status.success(), "{}", stderr(&down));
+        lab.assert_no_sa(WESTNET);
+
+        let refused = ctl(&bus, Caller::Denied, &["up", WESTNET]);
+        assert_eq!(refused.status.code(), Some(3), "{}", stderr(&refused));
+        assert!(lab.child_sas(WESTNET).is_empty());
+    });
+}
