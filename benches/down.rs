@@ -2,24 +2,34 @@
 //!
 //!     scripts/lab up --pluto 4        # or 5
 //!     eval "$(scripts/lab env)"
-//!     cargo bench --bench down
+//!     cargo bench --bench down        # DOWN_ROUNDS=N for another number of rounds
 //!
 //! Each round brings westnet-eastnet up with whack, then takes it down: once with
 //! `whack --terminate` (what a tool does today, process start included), once with Down()
 //! called by the lab's allowed user over a bus connection it keeps open (what an applet does:
 //! polkit check, whack, and the re-read of pluto's state included). Prints the medians and
 //! their ratio; the target is a ratio of at most 1.2.
+//!
+//! It also times, alone, the other steps Down() takes besides the terminate: the polkit check
+//! about the client, asked by root (with the client's credentials asked of the bus at the same
+//! time, as the service does),
+//! `whack --showstates` on the state the terminate left, on 5.x the one-connection listing, and
+//! a round trip to the service over the bus (reading State). Their sum with the terminate is what
+//! Down() costs however lean the service is.
 
 use std::{
+    collections::HashMap,
     env,
     io::{BufRead, BufReader, Write},
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
+use zbus::Variant;
+
 const CONNECTION: &str = "westnet-eastnet";
 const PATH: &str = "/org/libreswan/Connection/westnet_2deastnet";
-const ROUNDS: usize = 20;
+const DEFAULT_ROUNDS: usize = 20;
 
 /// The lab's user whom polkit allows (tests/support/testbus).
 const ALLOWED_UID: &str = "64101";
@@ -37,14 +47,25 @@ fn main() {
         })
     };
     let (bus, whack, ctl) = (lab("LAB_BUS"), lab("LAB_WHACK"), lab("LAB_CTL"));
-    let whack_run = |verb: &str| {
+    // 5.x's Down() also reads the connection back for Routed.
+    let rereads = lab("LAB_PLUTO") != "4";
+    let rounds = env::var("DOWN_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(DEFAULT_ROUNDS);
+    let whack_run = |args: &[&str]| {
+        let started = Instant::now();
         let status = Command::new(&whack)
-            .args(["--ctlsocket", &ctl, "--name", CONNECTION, verb])
+            .args(["--ctlsocket", &ctl])
+            .args(args)
             .stdout(Stdio::null())
             .status()
             .expect("cannot run whack");
-        assert!(status.success(), "whack {verb} failed");
+        assert!(status.success(), "whack {args:?} failed");
+        started.elapsed()
     };
+    let named = |verb| whack_run(&["--name", CONNECTION, verb]);
 
     let mut client = Command::new("setpriv")
         .args([
@@ -66,14 +87,39 @@ fn main() {
         from_client.next().expect("the client ended").unwrap()
     };
 
-    let (mut direct, mut service) = (Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
-        whack_run("--initiate");
-        let started = Instant::now();
-        whack_run("--terminate");
-        direct.push(started.elapsed());
+    // polkit answers questions with details only from root, as the service is.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let root_bus = runtime
+        .block_on(zbus::connection::Builder::address(bus.as_str()).build())
+        .expect("cannot connect to the lab's bus");
+    let client_name = ask("name");
+    let authorize = || {
+        runtime.block_on(async {
+            let started = Instant::now();
+            let (credentials, authorized) = tokio::join!(
+                credentials(&root_bus, &client_name),
+                check_down(&root_bus, &client_name)
+            );
+            credentials.expect("GetConnectionCredentials failed");
+            assert!(authorized, "polkit refused the lab's allowed user");
+            started.elapsed()
+        })
+    };
 
-        whack_run("--initiate");
+    let (mut direct, mut service) = (Vec::new(), Vec::new());
+    let (mut polkit, mut showstates) = (Vec::new(), Vec::new());
+    let (mut reread, mut round_trip) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        named("--initiate");
+        direct.push(named("--terminate"));
+        showstates.push(whack_run(&["--showstates"]));
+        if rereads {
+            reread.push(named("--connectionstatus"));
+        }
+        polkit.push(authorize());
+        round_trip.push(micros(&ask("ping"), "reading State"));
+
+        named("--initiate");
         let deadline = Instant::now() + Duration::from_secs(10);
         while ask("state") != "up" {
             assert!(
@@ -82,28 +128,52 @@ fn main() {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        let micros: u64 = ask("down").parse().expect("Down() failed");
-        service.push(Duration::from_micros(micros));
+        service.push(micros(&ask("down"), "Down()"));
     }
     drop(to_client);
     let _ = client.wait();
 
-    let (direct, service) = (median(&mut direct), median(&mut service));
-    println!("whack --terminate: median {direct:?} over {ROUNDS} rounds");
-    println!("Down():            median {service:?} over {ROUNDS} rounds");
+    let [direct, service, polkit, showstates, reread, round_trip] =
+        [direct, service, polkit, showstates, reread, round_trip].map(|mut s| median(&mut s));
+    let floor = round_trip + polkit + direct + showstates + reread;
+    let ms = |d: Duration| format!("{:7.2} ms", d.as_secs_f64() * 1e3);
+    println!("over {rounds} rounds, medians:");
+    println!("whack --terminate:               {}", ms(direct));
+    println!("Down():                          {}", ms(service));
     println!(
-        "ratio:             {:.2} (target: at most 1.2)",
+        "ratio:                           {:7.2} (target: at most 1.2)",
         service.as_secs_f64() / direct.as_secs_f64()
+    );
+    println!("the steps of Down(), each alone:");
+    println!("  bus round trip (reading State)  {}", ms(round_trip));
+    println!("  polkit check (with credentials) {}", ms(polkit));
+    println!("  whack --terminate               {}", ms(direct));
+    println!("  whack --showstates              {}", ms(showstates));
+    if rereads {
+        println!("  whack --connectionstatus        {}", ms(reread));
+    }
+    println!(
+        "  sum                             {} (ratio {:.2})",
+        ms(floor),
+        floor.as_secs_f64() / direct.as_secs_f64()
     );
 }
 
-fn median(samples: &mut [Duration]) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
+/// The client's answer to a timed request.
+fn micros(answer: &str, what: &str) -> Duration {
+    let micros = answer.parse().unwrap_or_else(|_| panic!("{what} failed"));
+    Duration::from_micros(micros)
 }
 
-/// Runs as the allowed user: one bus connection, kept open; answers `state` with the tunnel's
-/// State and `down` with the microseconds Down() took.
+/// The median of `samples`; zero when there are none.
+fn median(samples: &mut [Duration]) -> Duration {
+    samples.sort();
+    samples.get(samples.len() / 2).copied().unwrap_or_default()
+}
+
+/// Runs as the allowed user: one bus connection, kept open; answers `name` with its unique bus
+/// name, `state` with the tunnel's State, `ping` with the microseconds reading State took, and
+/// `down` with the microseconds Down() took.
 fn client(address: &str) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
@@ -126,14 +196,52 @@ fn client(address: &str) {
                     .get_property::<String>("State")
                     .await
                     .unwrap_or_default(),
+                "ping" => {
+                    let started = Instant::now();
+                    let _: String = proxy.get_property("State").await.expect("no State");
+                    started.elapsed().as_micros().to_string()
+                }
                 "down" => {
                     let started = Instant::now();
                     proxy.call_method("Down", &()).await.expect("Down() failed");
                     started.elapsed().as_micros().to_string()
                 }
+                "name" => bus.unique_name().expect("no unique name").to_string(),
                 other => panic!("unknown request {other:?}"),
             };
             println!("{answer}");
         }
     });
+}
+
+/// What the service asks the bus daemon about each caller, for its log.
+async fn credentials(bus: &zbus::Connection, caller: &str) -> zbus::Result<()> {
+    let caller = zbus::names::UniqueName::try_from(caller)?;
+    zbus::fdo::DBusProxy::new(bus)
+        .await?
+        .get_connection_credentials(caller.into())
+        .await?;
+    Ok(())
+}
+
+/// The question the service asks polkit before `caller` may run Down().
+async fn check_down(bus: &zbus::Connection, caller: &str) -> bool {
+    let subject = (
+        "system-bus-name",
+        HashMap::from([("name", Variant::from(caller))]),
+    );
+    let details = HashMap::from([("connection", CONNECTION), ("verb", "down")]);
+    let reply = bus
+        .call_method(
+            Some("org.freedesktop.PolicyKit1"),
+            "/org/freedesktop/PolicyKit1/Authority",
+            Some("org.freedesktop.PolicyKit1.Authority"),
+            "CheckAuthorization",
+            &(subject, "org.libreswan.connection.down", details, 0u32, ""),
+        )
+        .await
+        .expect("CheckAuthorization failed");
+    let (authorized, _challenge, _details): (bool, bool, HashMap<String, String>) =
+        reply.body().deserialize().expect("an unexpected answer");
+    authorized
 }
