@@ -15,6 +15,11 @@
 //! Limitation: a connection deleted and another added between two full listings, with no SA
 //! on either, shows only at the next full listing (up to 60 s) on 4.x, which has no cheap count
 //! of loaded connections.
+//!
+//! Limitation: the 0.5 % bound holds only until the 60 s cap takes over, at a few thousand
+//! connections. At 10,000 a listing costs pluto 0.4–0.5 s, whack (relaying 16 MB) 0.35 s and
+//! this service 0.25 s of CPU, so idle costs 1.6–2 % of a core (BENCHMARKS.md). Meeting 1 %
+//! there needs listings about 2 minutes apart, i.e. a cap above 60 s.
 
 use std::{
     collections::BTreeMap,
