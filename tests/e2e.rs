@@ -28,13 +28,11 @@ use std::{
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use support::{
-    Caller, Service, TIMEOUT, TestBus, dbus_error_name, gdbus_error_name, process_running,
-    wait_until,
+    Caller, Service, TIMEOUT, TestBus,
+    calls::{CONNECTION, MANAGER, call, call_error, connection_property, property, stderr},
+    dbus_error_name, gdbus_error_name, process_running, wait_until,
 };
 use zbus::{MatchRule, MessageStream, message::Type};
-
-const CONNECTION: &str = "org.libreswan.Connection";
-const MANAGER: &str = "org.libreswan.Manager";
 
 /// Connections of `lab/conf/local.conf.in`, and their object paths.
 const WESTNET: &str = "westnet-eastnet";
@@ -328,25 +326,12 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn stderr(output: &Output) -> String {
-    text(&output.stderr)
-}
-
-/// A property read with busctl as root.
-fn property(bus: &TestBus, path: &str, interface: &str, name: &str) -> Value {
-    let output = bus.call_as(
-        Caller::Root,
-        &["get-property", "org.libreswan", path, interface, name],
-    );
-    support::json(&output)["data"].clone()
-}
-
 fn state(bus: &TestBus, path: &str) -> Value {
-    property(bus, path, CONNECTION, "State")
+    connection_property(bus, path, "State")
 }
 
 fn pluto_running(bus: &TestBus) -> Value {
-    property(bus, "/org/libreswan", MANAGER, "PlutoRunning")
+    property(bus, Caller::Root, "/org/libreswan", MANAGER, "PlutoRunning")
 }
 
 /// Waits until the connection at `path` shows `expected` as its State.
@@ -360,34 +345,6 @@ fn wait_for_state(bus: &TestBus, path: &str, expected: &str) {
         reached,
         "State of {path} stayed {last}, not {expected:?}, for {TIMEOUT:?}"
     );
-}
-
-/// `Down()` as `caller` through busctl, which allows interactive authorisation.
-fn down(bus: &TestBus, caller: Caller, path: &str) -> Output {
-    bus.call_as(
-        caller,
-        &[
-            "--timeout=60",
-            "call",
-            "org.libreswan",
-            path,
-            CONNECTION,
-            "Down",
-        ],
-    )
-}
-
-/// `Down()` as `caller` through dbus-send, which names the error; `None` on success.
-fn down_error(bus: &TestBus, caller: Caller, path: &str) -> Option<String> {
-    let output = bus.dbus_send_as(
-        caller,
-        &[
-            "--dest=org.libreswan",
-            path,
-            "org.libreswan.Connection.Down",
-        ],
-    );
-    dbus_error_name(&output)
 }
 
 fn tree(bus: &TestBus) -> Vec<String> {
@@ -431,7 +388,7 @@ fn down_by_an_allowed_user_deletes_the_sas_and_keeps_the_connection() {
     let _restore = lab.initiate(WESTNET);
     wait_for_state(&bus, WESTNET_PATH, "up");
 
-    let output = down(&bus, Caller::Allowed, WESTNET_PATH);
+    let output = call(&bus, Caller::Allowed, WESTNET_PATH, "Down");
     assert!(output.status.success(), "Down failed: {}", stderr(&output));
 
     // Down returns once pluto is done and State was read again: no waiting here.
@@ -441,7 +398,7 @@ fn down_by_an_allowed_user_deletes_the_sas_and_keeps_the_connection() {
     // Routed already says what pluto did with the route: 4.10 leaves a trap, 5.x does not
     // for a connection that was only initiated.
     assert_eq!(
-        property(&bus, WESTNET_PATH, CONNECTION, "Routed"),
+        connection_property(&bus, WESTNET_PATH, "Routed"),
         json!(lab.routed_in_pluto(WESTNET))
     );
     let log = bus.polkit_log();
@@ -465,7 +422,7 @@ fn down_on_a_routed_connection_keeps_its_route() {
     let bus = TestBus::start();
     let _service = lab.start_service(&bus, &[]);
     assert_eq!(
-        property(&bus, ROUTED_PATH, CONNECTION, "Routed"),
+        connection_property(&bus, ROUTED_PATH, "Routed"),
         json!(true)
     );
     assert!(
@@ -475,7 +432,7 @@ fn down_on_a_routed_connection_keeps_its_route() {
 
     let _restore = lab.initiate(ROUTED);
     wait_for_state(&bus, ROUTED_PATH, "up");
-    let output = down(&bus, Caller::Allowed, ROUTED_PATH);
+    let output = call(&bus, Caller::Allowed, ROUTED_PATH, "Down");
     assert!(output.status.success(), "Down failed: {}", stderr(&output));
 
     lab.assert_no_sa(ROUTED);
@@ -502,7 +459,7 @@ fn down_on_a_routed_connection_keeps_its_route() {
     );
     assert!(refresh.status.success(), "Refresh: {}", stderr(&refresh));
     assert_eq!(
-        property(&bus, ROUTED_PATH, CONNECTION, "Routed"),
+        connection_property(&bus, ROUTED_PATH, "Routed"),
         json!(true)
     );
 }
@@ -519,7 +476,7 @@ fn down_is_refused_to_a_user_polkit_does_not_allow_and_the_tunnel_stays() {
     assert!(!child_sas.is_empty());
 
     // Interaction allowed but no agent to ask: polkit's answer is a plain no.
-    let output = down(&bus, Caller::Denied, WESTNET_PATH);
+    let output = call(&bus, Caller::Denied, WESTNET_PATH, "Down");
     assert!(!output.status.success(), "Down succeeded for lswdenied");
     assert!(
         stderr(&output).contains("not authorized"),
@@ -559,7 +516,7 @@ fn down_by_root_works() {
     let _restore = lab.initiate(SUBNET_A);
     wait_for_state(&bus, SUBNET_A_PATH, "up");
 
-    let output = down(&bus, Caller::Root, SUBNET_A_PATH);
+    let output = call(&bus, Caller::Root, SUBNET_A_PATH, "Down");
     assert!(output.status.success(), "Down failed: {}", stderr(&output));
     lab.assert_no_sa(SUBNET_A);
     assert_eq!(state(&bus, SUBNET_A_PATH), json!("down"));
@@ -575,7 +532,7 @@ fn down_on_a_connection_without_sas_succeeds() {
     let _restore = lab.restore_on_drop(SUBNET_A);
     lab.assert_no_sa(SUBNET_A);
 
-    let output = down(&bus, Caller::Allowed, SUBNET_A_PATH);
+    let output = call(&bus, Caller::Allowed, SUBNET_A_PATH, "Down");
     assert!(output.status.success(), "Down failed: {}", stderr(&output));
     assert_eq!(state(&bus, SUBNET_A_PATH), json!("down"));
     assert!(tree(&bus).iter().any(|path| path == SUBNET_A_PATH));
@@ -683,10 +640,10 @@ fn objects_stay_while_pluto_is_stopped_and_follow_it_when_it_is_back() {
         "objects changed while pluto was away"
     );
     assert_eq!(
-        down_error(&bus, Caller::Root, WESTNET_PATH).as_deref(),
+        call_error(&bus, Caller::Root, WESTNET_PATH, "Down").as_deref(),
         Some("org.libreswan.Error.PlutoUnavailable")
     );
-    let output = down(&bus, Caller::Allowed, WESTNET_PATH);
+    let output = call(&bus, Caller::Allowed, WESTNET_PATH, "Down");
     assert!(
         stderr(&output).contains(&lab.ctl),
         "the error does not name the control socket: {}",
@@ -714,24 +671,30 @@ fn objects_stay_while_pluto_is_stopped_and_follow_it_when_it_is_back() {
     );
     wait_for_state(&bus, WESTNET_PATH, "down");
     assert_eq!(
-        property(&bus, "/org/libreswan", MANAGER, "PlutoVersion"),
+        property(
+            &bus,
+            Caller::Root,
+            "/org/libreswan",
+            MANAGER,
+            "PlutoVersion"
+        ),
         json!(lab.pluto_version)
     );
     for connection in &lab.connections {
         assert_eq!(
-            property(&bus, &object_of(&bus, connection), CONNECTION, "Name"),
+            connection_property(&bus, &object_of(&bus, connection), "Name"),
             json!(connection)
         );
     }
     let routed = wait_until(TIMEOUT, || {
-        property(&bus, ROUTED_PATH, CONNECTION, "Routed") == json!(true)
+        connection_property(&bus, ROUTED_PATH, "Routed") == json!(true)
     });
     assert!(routed, "{ROUTED} is not routed again");
 
     // And it is pluto again to the service: Down works.
     lab.bring_up(WESTNET);
     wait_for_state(&bus, WESTNET_PATH, "up");
-    let output = down(&bus, Caller::Allowed, WESTNET_PATH);
+    let output = call(&bus, Caller::Allowed, WESTNET_PATH, "Down");
     assert!(output.status.success(), "Down failed: {}", stderr(&output));
     lab.assert_no_sa(WESTNET);
 }
@@ -745,13 +708,13 @@ fn a_name_that_needs_escaping_works_end_to_end() {
 
     assert_eq!(object_of(&bus, &lab.escaped), ESCAPED_PATH);
     assert_eq!(
-        property(&bus, ESCAPED_PATH, CONNECTION, "Name"),
+        connection_property(&bus, ESCAPED_PATH, "Name"),
         json!(lab.escaped)
     );
 
     let _restore = lab.initiate(&lab.escaped);
     wait_for_state(&bus, ESCAPED_PATH, "up");
-    let output = down(&bus, Caller::Allowed, ESCAPED_PATH);
+    let output = call(&bus, Caller::Allowed, ESCAPED_PATH, "Down");
     assert!(output.status.success(), "Down failed: {}", stderr(&output));
     assert_eq!(state(&bus, ESCAPED_PATH), json!("down"));
     lab.assert_no_sa(&lab.escaped);
@@ -771,21 +734,6 @@ fn sigterm_stops_the_service_cleanly_and_leaves_the_tunnels_alone() {
     assert!(status.success(), "exit status {status}");
     assert!(!bus.name_has_owner("org.libreswan"));
     assert_eq!(lab.child_sas(WESTNET), child_sas);
-}
-
-/// A method of a connection, called through busctl as `caller`.
-fn call(bus: &TestBus, caller: Caller, path: &str, method: &str) -> Output {
-    bus.call_as(
-        caller,
-        &[
-            "--timeout=60",
-            "call",
-            "org.libreswan",
-            path,
-            CONNECTION,
-            method,
-        ],
-    )
 }
 
 fn succeeds(bus: &TestBus, caller: Caller, path: &str, method: &str) {
@@ -812,11 +760,11 @@ fn up_brings_the_tunnel_up_and_up_again_changes_nothing() {
     wait_for_state(&bus, WESTNET_PATH, "up");
     assert_eq!(lab.child_sas(WESTNET).len(), 1);
     assert_eq!(
-        property(&bus, WESTNET_PATH, CONNECTION, "LastError"),
+        connection_property(&bus, WESTNET_PATH, "LastError"),
         json!("")
     );
     assert_eq!(
-        property(&bus, WESTNET_PATH, CONNECTION, "Routed"),
+        connection_property(&bus, WESTNET_PATH, "Routed"),
         json!(true)
     );
 
@@ -836,7 +784,7 @@ fn up_to_a_peer_that_never_answers_says_why_and_ends_down() {
     succeeds(&bus, Caller::Allowed, DEAD_PEER_PATH, "Up");
     let mut reason = Value::Null;
     let explained = wait_until(TIMEOUT, || {
-        reason = property(&bus, DEAD_PEER_PATH, CONNECTION, "LastError");
+        reason = connection_property(&bus, DEAD_PEER_PATH, "LastError");
         reason.as_str().is_some_and(|r| !r.is_empty())
     });
     assert!(explained, "LastError stayed empty");
@@ -848,7 +796,7 @@ fn up_to_a_peer_that_never_answers_says_why_and_ends_down() {
         last == "down" && lab.lines_about("--showstates", DEAD_PEER).is_empty()
     });
     assert!(ended, "dead-peer did not end down (State {last})");
-    let reason = property(&bus, DEAD_PEER_PATH, CONNECTION, "LastError");
+    let reason = connection_property(&bus, DEAD_PEER_PATH, "LastError");
     assert!(
         reason
             .as_str()
@@ -877,11 +825,11 @@ fn down_on_a_road_warrior_instance_takes_down_only_that_instance() {
     });
     assert!(published, "no object for rw[1]: {:?}", tree(&bus));
     assert_eq!(
-        property(&bus, RW_INSTANCE_PATH, CONNECTION, "Template"),
+        connection_property(&bus, RW_INSTANCE_PATH, "Template"),
         json!("rw")
     );
     assert_eq!(
-        property(&bus, RW_INSTANCE_PATH, CONNECTION, "State"),
+        connection_property(&bus, RW_INSTANCE_PATH, "State"),
         json!("up")
     );
 
@@ -922,7 +870,7 @@ fn route_then_down_keeps_the_policy_and_unroute_after_down_removes_it() {
 
     succeeds(&bus, Caller::Allowed, SUBNET_A_PATH, "Route");
     assert_eq!(
-        property(&bus, SUBNET_A_PATH, CONNECTION, "Routed"),
+        connection_property(&bus, SUBNET_A_PATH, "Routed"),
         json!(true)
     );
     assert!(lab.outbound_policy(SUBNET_A_SRC, SUBNET_A_DST).is_some());
@@ -940,13 +888,13 @@ fn route_then_down_keeps_the_policy_and_unroute_after_down_removes_it() {
         "no trap left after Down: {policy:?}"
     );
     assert_eq!(
-        property(&bus, SUBNET_A_PATH, CONNECTION, "Routed"),
+        connection_property(&bus, SUBNET_A_PATH, "Routed"),
         json!(true)
     );
 
     succeeds(&bus, Caller::Allowed, SUBNET_A_PATH, "Unroute");
     assert_eq!(
-        property(&bus, SUBNET_A_PATH, CONNECTION, "Routed"),
+        connection_property(&bus, SUBNET_A_PATH, "Routed"),
         json!(false)
     );
     assert!(lab.outbound_policy(SUBNET_A_SRC, SUBNET_A_DST).is_none());

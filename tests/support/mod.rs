@@ -760,7 +760,19 @@ pub mod calls {
     /// A method of a connection called through busctl, which allows interactive
     /// authorisation.
     pub fn call(bus: &TestBus, caller: Caller, path: &str, method: &str) -> Output {
-        bus.call_as(caller, &["call", "org.libreswan", path, CONNECTION, method])
+        // A real pluto may take its time (a dead peer, a loaded machine): longer than busctl's
+        // default 25 s, shorter than a test's patience.
+        bus.call_as(
+            caller,
+            &[
+                "--timeout=60",
+                "call",
+                "org.libreswan",
+                path,
+                CONNECTION,
+                method,
+            ],
+        )
     }
 
     /// A method of a connection called through dbus-send, which names the error and does
