@@ -32,7 +32,7 @@ use support::{
     calls::{CONNECTION, MANAGER, call, call_error, connection_property, property, stderr},
     dbus_error_name, gdbus_error_name, process_running, wait_until,
 };
-use zbus::{MatchRule, MessageStream, message::Type};
+use zbus::MessageStream;
 
 /// Connections of `lab/conf/local.conf.in`, and their object paths.
 const WESTNET: &str = "westnet-eastnet";
@@ -564,19 +564,8 @@ async fn connections_loaded_and_deleted_in_pluto_appear_and_vanish() {
         lab.spare
     );
 
-    let client = zbus::connection::Builder::address(bus.address())
-        .build()
-        .await
-        .unwrap();
-    let rule = MatchRule::builder()
-        .msg_type(Type::Signal)
-        .sender("org.libreswan")
-        .interface("org.freedesktop.DBus.ObjectManager")
-        .build()
-        .unwrap();
-    let mut signals = MessageStream::for_match_rule(rule, &client, None)
-        .await
-        .unwrap();
+    let mut signals =
+        support::service_signals(&bus, "org.freedesktop.DBus.ObjectManager", None).await;
 
     // As `ipsec add spare` would.
     let _unload = Unload {
@@ -960,21 +949,8 @@ async fn a_change_made_with_whack_shows_as_properties_changed() {
     let bus = TestBus::start();
     let _service = lab.start_service(&bus, &[]);
 
-    let client = zbus::connection::Builder::address(bus.address())
-        .build()
-        .await
-        .unwrap();
-    let rule = MatchRule::builder()
-        .msg_type(Type::Signal)
-        .sender("org.libreswan")
-        .interface("org.freedesktop.DBus.Properties")
-        .member("PropertiesChanged")
-        .path(WESTNET_PATH)
-        .build()
-        .unwrap();
-    let mut signals = MessageStream::for_match_rule(rule, &client, None)
-        .await
-        .unwrap();
+    let mut signals =
+        support::service_signals(&bus, "org.freedesktop.DBus.Properties", Some(WESTNET_PATH)).await;
 
     let _restore = tokio::task::block_in_place(|| lab.initiate(WESTNET));
     let deadline = Instant::now() + TIMEOUT;

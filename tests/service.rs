@@ -21,7 +21,6 @@ use support::{
     },
     dbus_error_name, wait_until,
 };
-use zbus::{MatchRule, MessageStream, message::Type};
 
 const WESTNET: &str = "/org/libreswan/Connection/westnet_2deastnet";
 const SUBNET_A: &str = "/org/libreswan/Connection/subnet_2da";
@@ -562,21 +561,8 @@ async fn changes_are_signalled_once_with_only_what_changed() {
     let whack = FakeWhack::new("two-up");
     let _service = start(&bus, &whack, &[]);
 
-    let client = zbus::connection::Builder::address(bus.address())
-        .build()
-        .await
-        .unwrap();
-    let rule = MatchRule::builder()
-        .msg_type(Type::Signal)
-        .sender("org.libreswan")
-        .interface("org.freedesktop.DBus.Properties")
-        .member("PropertiesChanged")
-        .path(WESTNET)
-        .build()
-        .unwrap();
-    let mut signals = MessageStream::for_match_rule(rule, &client, None)
-        .await
-        .unwrap();
+    let mut signals =
+        support::service_signals(&bus, "org.freedesktop.DBus.Properties", Some(WESTNET)).await;
 
     let output = tokio::task::block_in_place(|| down(&bus, Caller::Root, WESTNET));
     assert!(output.status.success(), "Down failed: {}", stderr(&output));
@@ -608,19 +594,8 @@ async fn connections_appear_and_vanish_with_object_manager_signals() {
     let whack = FakeWhack::new("two-up");
     let _service = start(&bus, &whack, &["--list-interval", "1"]);
 
-    let client = zbus::connection::Builder::address(bus.address())
-        .build()
-        .await
-        .unwrap();
-    let rule = MatchRule::builder()
-        .msg_type(Type::Signal)
-        .sender("org.libreswan")
-        .interface("org.freedesktop.DBus.ObjectManager")
-        .build()
-        .unwrap();
-    let mut signals = MessageStream::for_match_rule(rule, &client, None)
-        .await
-        .unwrap();
+    let mut signals =
+        support::service_signals(&bus, "org.freedesktop.DBus.ObjectManager", None).await;
 
     // westnet-eastnet is renamed in this scenario: one object goes, another comes.
     whack.load_scenario("escaped-name");

@@ -803,3 +803,27 @@ pub mod calls {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 }
+
+/// Signals the service sends on `interface`, from a bus connection of the test's own: the
+/// `PropertiesChanged` of one object (`path`), or every ObjectManager signal (`path` `None`).
+pub async fn service_signals(
+    bus: &TestBus,
+    interface: &str,
+    path: Option<&str>,
+) -> zbus::MessageStream {
+    let client = zbus::connection::Builder::address(bus.address())
+        .build()
+        .await
+        .expect("cannot connect to the test bus");
+    let mut rule = zbus::MatchRule::builder()
+        .msg_type(zbus::message::Type::Signal)
+        .sender(SERVICE_NAME)
+        .interface(interface);
+    if let Some(path) = path {
+        rule = rule.path(path);
+    }
+    let rule = rule.build().expect("invalid match rule");
+    zbus::MessageStream::for_match_rule(rule, &client, None)
+        .await
+        .expect("cannot subscribe to the service's signals")
+}
