@@ -9,6 +9,7 @@ use tracing::error;
 use tracing_subscriber::{EnvFilter, prelude::*};
 
 fn main() -> ExitCode {
+    use_one_malloc_arena();
     init_logging();
     let options = Options::parse();
 
@@ -55,6 +56,19 @@ fn main() -> ExitCode {
 
 /// Logs to the journal with structured fields when systemd started us, as text otherwise.
 /// `RUST_LOG` sets the level (default `info`).
+/// glibc gives each thread that allocates its own arena and keeps what is freed there for
+/// reuse, so a full listing parsed on one worker and a `GetManagedObjects` reply built on
+/// another each leave tens of MiB resident. The work is I/O-bound with two workers, so one
+/// arena costs no measurable contention and keeps the peak near the largest single need.
+fn use_one_malloc_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: called first thing in main, before any other thread exists; mallopt only
+    // changes how later allocations are placed.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
 fn init_logging() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let registry = tracing_subscriber::registry().with(filter);

@@ -2,9 +2,11 @@
 //!
 //! Two tiers. Every poll interval the cheap SA listing (`--showstates`: 2 ms on 4.10, 3 ms on
 //! 5.2 at 10,000 connections) updates each connection's `State`. The full listing (`--status`,
-//! O(connections): 0.4–0.5 s of pluto's time at 10,000 connections) runs
-//! - at most every list interval: `--list-interval`, or by default 200 times its own last
-//!   duration, so it costs pluto at most 0.5 % of a core, clamped to [poll interval, 60 s];
+//! O(connections)) runs
+//! - at most every list interval: `--list-interval`, or by default 200 times what the last
+//!   listing cost, clamped to [poll interval, 10 min]. The cost counts pluto's work (the
+//!   listing's duration: pluto is busy writing it throughout) and the CPU this service and its
+//!   whack used meanwhile, so listings take at most 0.5 % of one core in all;
 //! - when a cheap signal says the set of connections changed: a state names a connection we do
 //!   not know, or (5.x, every fifth poll: 9 ms at 10,000 connections) `--briefconnectionstatus`
 //!   reports another number of loaded connections;
@@ -12,14 +14,16 @@
 //! - after each verb, and for `Refresh()` — never more than once per poll interval however
 //!   often it is asked for; callers waiting at the same time share one listing.
 //!
-//! Limitation: a connection deleted and another added between two full listings, with no SA
-//! on either, shows only at the next full listing (up to 60 s) on 4.x, which has no cheap count
-//! of loaded connections.
+//! Bounds, measured at 10,000 connections (BENCHMARKS.md): a listing costs about 0.85 s of CPU
+//! (pluto 0.45 s, whack 0.33 s relaying 16 MB a line at a time, this service 0.06 s), so
+//! listings come about 3 minutes apart and idle costs about 0.6 % of a core, SA polls included.
+//! Below about 1,000 connections listings come every few seconds. Past about 35,000 the
+//! 10 minute cap wins and listings cost more than 0.5 %.
 //!
-//! Limitation: the 0.5 % bound holds only until the 60 s cap takes over, at a few thousand
-//! connections. At 10,000 a listing costs pluto 0.4–0.5 s, whack (relaying 16 MB) 0.35 s and
-//! this service 0.25 s of CPU, so idle costs 1.6–2 % of a core (BENCHMARKS.md). Meeting 1 %
-//! there needs listings about 2 minutes apart, i.e. a cap above 60 s.
+//! Limitation: what only a full listing shows waits for the next one — a connection routed,
+//! unrouted or changed by someone else while it has no SAs, and on 4.x, which has no cheap
+//! count of loaded connections, a connection added or deleted with no SA. At 10,000
+//! connections that is up to 3 minutes; `Refresh()` shows it at once.
 
 use std::{
     collections::BTreeMap,
@@ -39,15 +43,16 @@ use tracing::{debug, info, warn};
 use crate::{
     bus,
     model::{Connection, TunnelState, tunnel_states},
-    parse::{SaState, Status, parse_brief_connection_status, parse_showstates, parse_status},
+    parse::{SaState, Status, parse_brief_connection_status, parse_showstates},
     pluto::{PlutoError, Request, Unavailable},
     service::Service,
 };
 
 /// The longest gap between two full listings when the interval is chosen automatically.
-const MAX_LIST_INTERVAL: Duration = Duration::from_secs(60);
+const MAX_LIST_INTERVAL: Duration = Duration::from_secs(600);
 
-/// The automatic list interval is this many times the last listing's duration.
+/// The automatic list interval is this many times the last listing's cost: listings take at
+/// most 1/200 (0.5 %) of one core.
 const LIST_COST_FACTOR: u32 = 200;
 
 /// On 5.x, the loaded count is read every this many polls: often enough to notice a new
@@ -143,37 +148,37 @@ impl Service {
         }
     }
 
-    /// One full listing, applied. Returns how long pluto took.
+    /// One full listing, applied. Returns what it cost: how long pluto took, plus the CPU
+    /// this process and its whack used meanwhile.
     async fn list(self: &Arc<Self>) -> Duration {
         let generation = self.refresh.started.fetch_add(1, Ordering::SeqCst) + 1;
         let started = Instant::now();
+        let cpu_before = cpu_used();
         let ticket = self.ticket();
-        let result = self.pluto.run(&Request::Status).await;
-        let cost = started.elapsed();
+        let result = self.pluto.listing(&Request::Status).await;
+        // pluto is busy writing the listing from the start of the run to its end.
+        let pluto_time = started.elapsed();
 
         match result {
-            Ok(output) => {
-                self.apply_listing(parse_status(&output.stdout), ticket)
-                    .await;
-            }
+            Ok(status) => self.apply_listing(status, ticket).await,
             Err(err) => self.pluto_lost(&err).await,
         }
         self.refresh.finished.send_replace(generation);
         release_freed_memory();
-        cost
+        pluto_time + cpu_used().saturating_sub(cpu_before)
     }
 
     /// Reads one connection's part of the listing (5.x) and applies it, keeping its `State`:
     /// after a verb, `Routed` shows pluto's new routing before the call returns.
     pub(crate) async fn reread_connection(&self, name: &str, address: &str) {
-        let Ok(output) = self
+        let Ok(status) = self
             .pluto
-            .run(&Request::ConnectionStatus(address.to_owned()))
+            .listing(&Request::ConnectionStatus(address.to_owned()))
             .await
         else {
             return;
         };
-        let Some(info) = parse_status(&output.stdout)
+        let Some(info) = status
             .connections
             .into_iter()
             .find(|info| info.name == name)
@@ -388,6 +393,30 @@ impl Service {
             debug!(reason = %err, "pluto still unreachable");
         }
     }
+}
+
+/// The CPU time this process and its waited-for children (whack) have used so far.
+fn cpu_used() -> Duration {
+    let used = |who| {
+        // SAFETY: rusage is plain integers, for which all zeroes is a valid value; getrusage
+        // only writes the struct it is given.
+        let (usage, failed) = unsafe {
+            let mut usage: libc::rusage = std::mem::zeroed();
+            let failed = libc::getrusage(who, &raw mut usage) != 0;
+            (usage, failed)
+        };
+        if failed {
+            return Duration::ZERO;
+        }
+        let time = |t: libc::timeval| {
+            Duration::new(
+                u64::try_from(t.tv_sec).unwrap_or_default(),
+                u32::try_from(t.tv_usec).unwrap_or_default() * 1_000,
+            )
+        };
+        time(usage.ru_utime) + time(usage.ru_stime)
+    };
+    used(libc::RUSAGE_SELF) + used(libc::RUSAGE_CHILDREN)
 }
 
 /// Hands the memory a full listing used back to the system. A listing of 10,000 connections is

@@ -50,7 +50,7 @@ const ROUTED_DST: &str = "10.2.1.0/24";
 
 /// A change the service learns of from a full listing must show within this time when the
 /// listing runs every second: a few listings, even on a loaded machine, and far less than the
-/// 60 s the listings may be apart by default.
+/// minutes the listings may be apart by default with many connections.
 const WITHIN_LISTINGS: Duration = Duration::from_secs(10);
 
 /// The lab that `scripts/lab up` started, as `scripts/lab env` describes it.
@@ -613,7 +613,7 @@ fn objects_stay_while_pluto_is_stopped_and_follow_it_when_it_is_back() {
     let lab = Lab::from_env();
     let bus = TestBus::start();
     // Listings every second: 4.x has no cheap count of loaded connections, so without them the
-    // service may learn of reloaded connections only up to 60 s later.
+    // service may learn of reloaded connections only at the next listing, which may be far off.
     let service = lab.start_service(&bus, &["--list-interval", "1"]);
     let _restart = RestartPluto { lab: &lab };
     let _restore = lab.initiate(WESTNET);

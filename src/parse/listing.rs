@@ -50,43 +50,94 @@ pub fn parse_brief_connection_status(text: &str) -> Option<BriefTotals> {
 ///
 /// Lines that fit nothing known are skipped, so a listing cut short yields what it holds.
 pub fn parse_status(text: &str) -> Status {
-    let mut status = Status::default();
-    let mut current: Option<Entry<'_>> = None;
-    let mut lines = text.lines().map(strip_code).peekable();
+    let mut parser = StatusParser::new();
+    for line in text.lines() {
+        parser.feed(line);
+    }
+    parser.finish()
+}
 
-    while let Some(line) = lines.next() {
+/// Reads `--status` (4.x or 5.x) or 5.x `--connectionstatus` one line at a time, as whack
+/// prints it, so that a listing of many connections need not be held whole.
+///
+/// Feeding every line of a text and then finishing yields what [`parse_status`] yields for it.
+#[derive(Debug, Default)]
+pub struct StatusParser {
+    /// What the lines read so far say, but for the connection still being read.
+    status: Status,
+    /// The connection whose lines are being read.
+    current: Option<Entry>,
+    /// A line that may start a connection, held until the next line shows where its name
+    /// ends (see [`Entry::start`]); the buffer is kept for the next such line.
+    pending: String,
+    /// Whether `pending` holds a line not yet read.
+    holding: bool,
+}
+
+impl StatusParser {
+    /// A parser that has read nothing yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reads one line. A trailing `\n` or `\r\n` is dropped, as [`str::lines`] drops it; the
+    /// line need not outlive the call.
+    pub fn feed(&mut self, line: &str) {
+        let line = match line.strip_suffix('\n') {
+            Some(line) => line.strip_suffix('\r').unwrap_or(line),
+            None => line,
+        };
+        let line = strip_code(line);
+        self.start_pending(Some(line));
+
         if line.starts_with('"') {
-            if let Some(entry) = current.as_mut()
+            if let Some(entry) = self.current.as_mut()
                 && let Some(detail) = entry.detail(line)
             {
                 entry.read_detail(detail);
-                continue;
+                return;
             }
-            if let Some(entry) = Entry::start(line, lines.peek().copied())
-                && let Some(done) = current.replace(entry)
-            {
-                status.connections.push(done.finish());
-            }
-            continue;
+            self.pending.clear();
+            self.pending.push_str(line);
+            self.holding = true;
+            return;
         }
 
-        if let Some(done) = current.take() {
-            status.connections.push(done.finish());
+        if let Some(done) = self.current.take() {
+            self.status.connections.push(done.finish());
         }
         if let Some(state) = parse_state_line(line) {
-            status.states.push(state);
+            self.status.states.push(state);
         } else if let Some(version) = line.strip_prefix("pluto_version=") {
             let end = version.find([',', ' ']).unwrap_or(version.len());
-            status.pluto_version = version[..end].to_owned();
+            self.status.pluto_version = version[..end].to_owned();
         } else if let Some(counts) = totals(line) {
-            status.loaded = count_after(counts, "loaded ");
+            self.status.loaded = count_after(counts, "loaded ");
         }
     }
 
-    if let Some(done) = current {
-        status.connections.push(done.finish());
+    /// What the lines fed so far say; a listing cut short yields what it holds.
+    pub fn finish(mut self) -> Status {
+        self.start_pending(None);
+        if let Some(done) = self.current {
+            self.status.connections.push(done.finish());
+        }
+        self.status
     }
-    status
+
+    /// Reads the held line, now that the line after it (`None` at the end) is known. A line
+    /// that starts no connection leaves the current one open, so its detail lines that
+    /// follow are still read.
+    fn start_pending(&mut self, next: Option<&str>) {
+        if !std::mem::take(&mut self.holding) {
+            return;
+        }
+        if let Some(entry) = Entry::start(&self.pending, next)
+            && let Some(done) = self.current.replace(entry)
+        {
+            self.status.connections.push(done.finish());
+        }
+    }
 }
 
 /// The counts of a `Total IPsec connections:` line (5.x brief form starts with `# `).
@@ -106,9 +157,10 @@ fn count_after(text: &str, key: &str) -> Option<u64> {
 const MAX_TOPOLOGY: usize = 8 << 10;
 
 /// One connection of the list while its lines are read.
-struct Entry<'a> {
+#[derive(Debug)]
+struct Entry {
     /// `"NAME":` or `"rw"[1] 192.0.2.7:`; every line of this connection starts with it.
-    prefix: &'a str,
+    prefix: String,
     info: ConnectionInfo,
     /// The ids in brackets on the topology line, for when there is no id line.
     topology_ids: (String, String),
@@ -122,7 +174,7 @@ struct Entry<'a> {
     host_line: (String, String),
 }
 
-impl<'a> Entry<'a> {
+impl Entry {
     /// Starts a connection from its first line, or `None` if `line` is not one.
     ///
     /// The name ends at a quote followed by the prefix's end (`:`, or ` ADDRESS:` for an
@@ -133,7 +185,7 @@ impl<'a> Entry<'a> {
     /// 2. the first reading after which a plausible topology follows (`...` between the
     ///    ends, no space or quote outside the ids), for a lone topology line;
     /// 3. the shortest reading.
-    fn start(line: &'a str, next: Option<&str>) -> Option<Self> {
+    fn start(line: &str, next: Option<&str>) -> Option<Self> {
         let shared = next.map_or(0, |next| common_prefix_len(line, next));
         let continued_at = |at: usize| {
             shared >= at
@@ -164,11 +216,11 @@ impl<'a> Entry<'a> {
         Some(Self::new(line, split, prefix_len))
     }
 
-    fn new(line: &'a str, split: NameSplit<'a>, prefix_len: usize) -> Self {
+    fn new(line: &str, split: NameSplit<'_>, prefix_len: usize) -> Self {
         // The topology starts after the prefix and one space.
         let topology = read_topology(&line[prefix_len + 1..]);
         Entry {
-            prefix: &line[..prefix_len],
+            prefix: line[..prefix_len].to_owned(),
             info: ConnectionInfo {
                 name: split.full_name(),
                 template: split.template(),
@@ -190,7 +242,7 @@ impl<'a> Entry<'a> {
     /// The text of `line` after this connection's prefix, if `line` is one of its detail
     /// lines (they indent by at least two spaces; the topology line by one).
     fn detail<'l>(&self, line: &'l str) -> Option<&'l str> {
-        let rest = line.strip_prefix(self.prefix)?;
+        let rest = line.strip_prefix(self.prefix.as_str())?;
         rest.starts_with("  ").then(|| rest.trim_start())
     }
 
@@ -834,6 +886,57 @@ mod tests {
         );
     }
 
+    /// Every fixture the tests here and in the parent module give [`parse_status`].
+    const LISTINGS: [&str; 22] = [
+        UP_4_10,
+        DOWN_4_10,
+        TWO_UP_4_10,
+        AFTER_DOWN_4_10,
+        TOPOLOGY_LINES_4_10,
+        MANY_4_10,
+        LOADED_5_2,
+        UP_5_2,
+        UP_RESPONDER_5_2,
+        UP_CONNECTIONSTATUS_5_2,
+        UP_BRIEF_5_2,
+        DOWN_5_2,
+        DOWN_ROUTED_5_2,
+        ONDEMAND_DOWN_5_2,
+        CHILDLESS_5_2,
+        WHACK_5_2_PLUTO_4_10,
+        WHACK_4_10_PLUTO_5_2,
+        include_str!("../../tests/fixtures/pluto/4.10/40-4conns-2up-trafficstatus.txt"),
+        include_str!("../../tests/fixtures/pluto/4.10/51-initiate-unreachable-peer.showstates.txt"),
+        include_str!("../../tests/fixtures/pluto/4.10/52-initiate-psk-mismatch.whack-initiate.txt"),
+        include_str!(
+            "../../tests/fixtures/pluto/5.2/uml-real-esp/12-ondemand-triggered.w5.trafficstatus.stdout"
+        ),
+        include_str!(
+            "../../tests/fixtures/pluto/5.2/host-kernel-childless/07-unknown-name.w5.name_no-such-conn_down.stdout"
+        ),
+    ];
+
+    /// Feeds `pieces` to a parser, each from a string of its own that is dropped right after.
+    fn feed_one_by_one<'t>(pieces: impl Iterator<Item = &'t str>) -> Status {
+        let mut parser = StatusParser::new();
+        for piece in pieces {
+            let line = piece.to_owned();
+            parser.feed(&line);
+        }
+        parser.finish()
+    }
+
+    #[test]
+    fn a_listing_fed_line_by_line_reads_as_the_whole_text() {
+        for text in LISTINGS {
+            let whole = parse_status(text);
+            assert_eq!(feed_one_by_one(text.lines()), whole);
+            // As `BufRead::read_line` hands them over, line ends included.
+            assert_eq!(feed_one_by_one(text.split_inclusive('\n')), whole);
+        }
+        assert_eq!(feed_one_by_one(MANY_4_10.lines()).connections.len(), 501);
+    }
+
     /// Puts `names` in place of the connections of a real listing, in order.
     fn rename(text: &str, old: &[&str], new: &[String]) -> String {
         old.iter()
@@ -1016,6 +1119,22 @@ mod tests {
             prop_assert_eq!(names(&status), new[..3].iter().map(String::as_str).collect::<Vec<_>>());
             prop_assert_eq!(&status.connections[2].routing, "routed-tunnel");
             prop_assert_eq!(&status.connections[2].remote_address, "198.51.100.2");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn lines_fed_with_their_ends_read_as_the_whole_text(
+            lines in prop::collection::vec(
+                ("(000 )?\"[a-z\":\\[\\]0-9\r ]{0,8}\"(\\[[0-9]\\])?[: ]{0,3}.{0,24}", "\r{0,2}\n?"),
+                0..12,
+            )
+        ) {
+            let text: String = lines.iter().map(|(line, end)| format!("{line}{end}")).collect();
+            prop_assert_eq!(
+                feed_one_by_one(text.split_inclusive('\n')),
+                parse_status(&text)
+            );
         }
     }
 

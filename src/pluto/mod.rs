@@ -10,6 +10,8 @@ pub use whack::Whack;
 
 use std::{fmt, future::Future, pin::Pin, time::Duration};
 
+use crate::parse::Status;
+
 /// One request to pluto.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Request {
@@ -100,6 +102,11 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait Pluto: Send + Sync {
     /// Sends one request and returns pluto's answer. Implementations bound the time it may take.
     fn run<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Output, PlutoError>>;
+
+    /// Sends one request answered with a connection listing ([`Request::Status`],
+    /// [`Request::ConnectionStatus`]) and returns it parsed. The answer, 16 MB at 10,000
+    /// connections, goes through the parser a line at a time and is never held whole.
+    fn listing<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Status, PlutoError>>;
 
     /// Sends one request whose answer is read line by line as pluto writes it, for as long as
     /// pluto takes (a synchronous initiate to a dead peer may never end). Outside the bounded
