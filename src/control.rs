@@ -20,7 +20,10 @@ use tracing::{debug, info};
 use crate::{
     bus,
     model::{Connection, TunnelState},
-    parse::{InitiateEvent, Reply, ReplyProblem, SaKind, parse_initiate_line, parse_reply},
+    parse::{
+        InitiateEvent, Reply, ReplyProblem, SaKind, SaState, parse_initiate_line, parse_reply,
+        split_showstates,
+    },
     pluto::{Output, PlutoError, Progress, Request, Unavailable},
     polkit::Action,
     service::Service,
@@ -171,9 +174,9 @@ impl Service {
         };
         // 5.x lists one connection cheaply: show its new routing before the call returns.
         // 4.x cannot; there the verbs set what pluto is known to do, and the full listing
-        // requested here confirms it.
-        if major.is_some_and(|m| m >= 5) && verb != Verb::Delete {
-            self.reread_connection(name, &address(&known, major)).await;
+        // requested here confirms it. Down re-reads as part of its check.
+        if major.is_some_and(|m| m >= 5) && !matches!(verb, Verb::Delete | Verb::Down) {
+            let _ = self.reread_connection(name, &address(&known, major)).await;
         }
         self.request_listing();
         result
@@ -185,7 +188,7 @@ impl Service {
         let name = known.info.name.as_str();
         self.verbs.forget_attempt(name);
 
-        let said = if known.info.is_instance() && major == Some(4) {
+        let (said, states) = if known.info.is_instance() && major == Some(4) {
             // 4.x knows an instance by no name it accepts (`rw[2]`, `$7` are ignored silently);
             // deleting its states by serial takes exactly that instance down. Limitation: the
             // peer gets no delete notification this way, so a peer set to revive reconnects at
@@ -193,20 +196,38 @@ impl Service {
             for serial in self.states_of(name).await? {
                 self.pluto.run(&Request::DeleteState(serial)).await?;
             }
-            Vec::new()
-        } else {
-            let request = Request::Terminate(address(known, major));
+            (Vec::new(), None)
+        } else if major == Some(4) {
+            // One whack run: 4.x lists the states once the terminate is done.
+            let ticket = self.ticket();
+            let request = Request::TerminateThenShowStates(address(known, major));
             let output = self.pluto.run(&request).await?;
-            let reply = self.judge(Verb::Down, name, &output)?;
+            let (said, states) = split_showstates(&output.stdout);
+            let reply = self.judge(
+                Verb::Down,
+                name,
+                &Output {
+                    stdout: said,
+                    ..output
+                },
+            )?;
             // 4.x answers a known name with "terminating SAs using this connection" and an
-            // unknown one with nothing at all (exit 0); 5.x answers a known name without SAs
-            // with nothing.
-            if major == Some(4) && reply.lines.is_empty() {
+            // unknown one with nothing at all (exit 0).
+            if reply.lines.is_empty() {
                 return Err(VerbError::UnknownConnection(name.to_owned()));
             }
-            reply.lines
+            self.apply_states(&states, ticket).await;
+            (reply.lines, Some(states))
+        } else {
+            let address = address(known, major);
+            let output = self.pluto.run(&Request::Terminate(address.clone())).await?;
+            // 5.x answers a known name without SAs with nothing.
+            let reply = self.judge(Verb::Down, name, &output)?;
+            // The connection's listing shows its routing after the terminate, and the states.
+            let states = self.reread_connection(name, &address).await?;
+            (reply.lines, states)
         };
-        self.verify_down(name, &said).await?;
+        self.verify_down(name, &said, states).await?;
 
         // 4.x leaves a trap behind for a connection whose tunnel was up, routed before or not;
         // 5.x restores the routing it had before (read back by run_alone).
@@ -234,11 +255,20 @@ impl Service {
     }
 
     /// Reads pluto's states until no established Child SA of `name` is left, updating `State`
-    /// on the way, so the change shows before the call returns. A new attempt pluto starts by
+    /// on the way, so the change shows before the call returns; `states` are the ones the
+    /// verb's own run listed, if it did. A new attempt pluto starts by
     /// itself (revival of an `auto=keep`/`start` connection) does not count: the tunnel is down.
-    async fn verify_down(&self, name: &str, said: &[String]) -> Result<(), VerbError> {
+    async fn verify_down(
+        &self,
+        name: &str,
+        said: &[String],
+        mut states: Option<Vec<SaState>>,
+    ) -> Result<(), VerbError> {
         for attempt in 1..=VERIFY_ATTEMPTS {
-            let states = self.read_states().await?;
+            let states = match states.take() {
+                Some(states) => states,
+                None => self.read_states().await?,
+            };
             let left = states
                 .iter()
                 .any(|sa| sa.connection == name && sa.kind == SaKind::Child && sa.established);

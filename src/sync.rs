@@ -168,36 +168,43 @@ impl Service {
         pluto_time + cpu_used().saturating_sub(cpu_before)
     }
 
-    /// Reads one connection's part of the listing (5.x) and applies it, keeping its `State`:
-    /// after a verb, `Routed` shows pluto's new routing before the call returns.
-    pub(crate) async fn reread_connection(&self, name: &str, address: &str) {
-        let Ok(status) = self
+    /// Reads one connection's part of the listing and the state list (5.x, one whack run) and
+    /// applies both, so that after a verb `Routed` and `State` show pluto's new view before
+    /// the call returns. Returns the states; `None` when pluto did not list the connection,
+    /// since its answer then says nothing reliable about the states either.
+    pub(crate) async fn reread_connection(
+        &self,
+        name: &str,
+        address: &str,
+    ) -> Result<Option<Vec<SaState>>, PlutoError> {
+        let ticket = self.ticket();
+        let status = self
             .pluto
             .listing(&Request::ConnectionStatus(address.to_owned()))
-            .await
-        else {
-            return;
-        };
+            .await?;
         let Some(info) = status
             .connections
             .into_iter()
             .find(|info| info.name == name)
         else {
-            return;
+            return Ok(None);
         };
+        self.apply_states(&status.states, ticket).await;
         let change = {
             let mut model = self.model();
-            let Some(connection) = model.connections.get_mut(name) else {
-                return;
-            };
-            if connection.info == info {
-                return;
+            match model.connections.get_mut(name) {
+                Some(connection) if connection.info != info => {
+                    let old = connection.clone();
+                    connection.info = info;
+                    Some((old, connection.clone()))
+                }
+                _ => None,
             }
-            let old = connection.clone();
-            connection.info = info;
-            (old, connection.clone())
         };
-        bus::connection_changed(&self.bus, &change.0, &change.1).await;
+        if let Some((old, new)) = change {
+            bus::connection_changed(&self.bus, &old, &new).await;
+        }
+        Ok(Some(status.states))
     }
 
     /// Reads pluto's SAs and brings every connection's `State` in line with them.
@@ -253,7 +260,7 @@ impl Service {
 
     /// Brings every connection's `State` in line with pluto's state list, unless a newer list
     /// was applied already.
-    async fn apply_states(&self, states: &[SaState], ticket: u64) {
+    pub(crate) async fn apply_states(&self, states: &[SaState], ticket: u64) {
         let derived = tunnel_states(states);
         let mut changes = Vec::new();
         {

@@ -159,7 +159,8 @@ fn down_by_root_terminates_exactly_that_connection_and_keeps_it() {
             ctl.as_str(),
             "--name",
             "westnet-eastnet",
-            "--terminate"
+            "--terminate",
+            "--showstates"
         ]]
     );
     // The change shows before the call returns, and the connection stays published.
@@ -428,7 +429,10 @@ fn names_that_need_escaping_work_end_to_end() {
     assert!(output.status.success(), "Down failed: {}", stderr(&output));
     let terminated = terminations(&whack);
     assert_eq!(terminated.len(), 1);
-    assert_eq!(terminated[0][2..], ["--name", "-my.vpn/ü", "--terminate"]);
+    assert_eq!(
+        terminated[0][2..],
+        ["--name", "-my.vpn/ü", "--terminate", "--showstates"]
+    );
     assert_eq!(state(&bus, path), json!("down"));
 }
 

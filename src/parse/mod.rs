@@ -18,7 +18,7 @@ mod traffic;
 pub use initiate::{InitiateEvent, parse_initiate_line};
 pub use listing::{BriefTotals, StatusParser, parse_brief_connection_status, parse_status};
 pub use reply::{Reply, ReplyProblem, WhackFailure, classify_whack_failure, parse_reply};
-pub use states::parse_showstates;
+pub use states::{parse_showstates, split_showstates};
 pub use traffic::parse_trafficstatus;
 
 /// One connection as pluto's connection list describes it.

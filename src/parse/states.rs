@@ -25,6 +25,32 @@ pub fn parse_showstates(text: &str) -> Vec<SaState> {
         .collect()
 }
 
+/// Splits the answer to a verb asked together with `--showstates` in one whack run (4.x lists
+/// the states once the verb is done) into the verb's own lines, as printed, and the states.
+pub fn split_showstates(text: &str) -> (String, Vec<SaState>) {
+    let mut said = String::new();
+    let mut states = Vec::new();
+    for line in text.lines() {
+        let bare = strip_code(line);
+        if is_state_listing_line(bare) {
+            states.extend(parse_state_line(bare));
+        } else {
+            said.push_str(line);
+            said.push('\n');
+        }
+    }
+    (said, states)
+}
+
+/// Whether a line (code stripped) belongs to the state list: `#N: ...`, states and their
+/// detail lines alike. A verb's own lines start with the connection's quoted name instead.
+fn is_state_listing_line(line: &str) -> bool {
+    line.strip_prefix('#').is_some_and(|rest| {
+        let (serial, rest) = split_digits(rest);
+        !serial.is_empty() && rest.starts_with(':')
+    })
+}
+
 /// One line of the state list (code already stripped); `None` for anything else.
 pub(super) fn parse_state_line(line: &str) -> Option<SaState> {
     let rest = line.strip_prefix('#')?;
@@ -153,6 +179,8 @@ mod tests {
         include_str!("../../tests/fixtures/pluto/4.10/42-4conns-after-down-showstates.txt");
     const PENDING_4_10: &str =
         include_str!("../../tests/fixtures/pluto/4.10/51-initiate-unreachable-peer.showstates.txt");
+    const TERMINATE_WITH_SHOWSTATES_4_10: &str =
+        include_str!("../../tests/fixtures/pluto/4.10/23-terminate-with-showstates.txt");
     const UP_5_2: &str = include_str!(
         "../../tests/fixtures/pluto/5.2/uml-real-esp/03-tunnel-up.w5.showstates.stdout"
     );
@@ -427,5 +455,30 @@ mod tests {
         ] {
             assert_eq!(parse_showstates(line), [], "{line}");
         }
+    }
+
+    #[test]
+    fn splits_a_verb_from_the_states_listed_after_it() {
+        let (said, states) = split_showstates(TERMINATE_WITH_SHOWSTATES_4_10);
+        assert_eq!(
+            said.lines().collect::<Vec<_>>(),
+            [
+                "002 \"westnet-eastnet\": terminating SAs using this connection",
+                "002 \"westnet-eastnet\" #3: deleting state (STATE_V2_ESTABLISHED_IKE_SA) aged \
+                 0.06659s and sending notification",
+                "005 \"westnet-eastnet\" #4: ESP traffic information: in=0B out=0B",
+            ]
+        );
+        let left: Vec<_> = states
+            .iter()
+            .map(|sa| (sa.serial, sa.connection.as_str(), sa.kind))
+            .collect();
+        assert_eq!(
+            left,
+            [(5, "subnet-a", SaKind::Ike), (6, "subnet-a", SaKind::Child)]
+        );
+
+        let (said, states) = split_showstates("");
+        assert!(said.is_empty() && states.is_empty());
     }
 }

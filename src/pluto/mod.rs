@@ -23,10 +23,13 @@ pub enum Request {
     TrafficStatus,
     /// 5.x only: active connections plus the loaded/active totals; cheap.
     BriefConnectionStatus,
-    /// 5.x only: one connection's part of the connection list; cheap.
+    /// 5.x only: one connection's part of the connection list, then the state list; cheap.
     ConnectionStatus(String),
     /// Delete the connection's SAs, keeping the connection and its route (`ipsec down`).
     Terminate(String),
+    /// [`Request::Terminate`], then the state list in the same run. Only 4.x lists the states
+    /// after the terminate is done; 5.x lists them while its deletes are still on their way.
+    TerminateThenShowStates(String),
     /// Start negotiating the connection; pluto reports progress until it is up or gives up.
     Initiate(String),
     /// Install the connection's trap policy, so traffic brings the tunnel up.

@@ -50,14 +50,19 @@ impl Whack {
 
     fn args(request: &Request) -> Vec<String> {
         let named = |name: &str, verb: &str| vec!["--name".into(), name.into(), verb.into()];
+        let then_states = |mut args: Vec<String>| {
+            args.push("--showstates".into());
+            args
+        };
         match request {
             Request::Status => vec!["--status".into()],
             Request::ShowStates => vec!["--showstates".into()],
             Request::TrafficStatus => vec!["--trafficstatus".into()],
             Request::BriefConnectionStatus => vec!["--briefconnectionstatus".into()],
-            Request::ConnectionStatus(name) => named(name, "--connectionstatus"),
+            Request::ConnectionStatus(name) => then_states(named(name, "--connectionstatus")),
             // 4.x has no --down; --terminate is the same operation in every version.
             Request::Terminate(name) => named(name, "--terminate"),
+            Request::TerminateThenShowStates(name) => then_states(named(name, "--terminate")),
             Request::Initiate(name) => named(name, "--initiate"),
             Request::Route(name) => named(name, "--route"),
             Request::Unroute(name) => named(name, "--unroute"),
@@ -393,6 +398,10 @@ mod tests {
         assert_eq!(
             Whack::args(&Request::DeleteState(7)),
             ["--deletestate", "7"]
+        );
+        assert_eq!(
+            Whack::args(&Request::TerminateThenShowStates("a".into())),
+            ["--name", "a", "--terminate", "--showstates"]
         );
     }
 }
