@@ -12,10 +12,10 @@
 //!
 //! It also times, alone, the other steps Down() takes besides the terminate: the polkit check
 //! about the client, asked by root (with the client's credentials asked of the bus at the same
-//! time, as the service does),
-//! `whack --showstates` on the state the terminate left, on 5.x the one-connection listing, and
-//! a round trip to the service over the bus (reading State). Their sum with the terminate is what
-//! Down() costs however lean the service is.
+//! time, as the service does), on 5.x the re-read of the connection and the states in one
+//! whack run (4.x lists the states in the terminate's own run), and a round trip to the
+//! service over the bus (reading State). Their sum with the terminate is what Down() costs
+//! however lean the service is.
 
 use std::{
     collections::HashMap,
@@ -47,7 +47,7 @@ fn main() {
         })
     };
     let (bus, whack, ctl) = (lab("LAB_BUS"), lab("LAB_WHACK"), lab("LAB_CTL"));
-    // 5.x's Down() also reads the connection back for Routed.
+    // 5.x's Down() reads the connection and the states back after the terminate.
     let rereads = lab("LAB_PLUTO") != "4";
     let rounds = env::var("DOWN_ROUNDS")
         .ok()
@@ -66,6 +66,7 @@ fn main() {
         started.elapsed()
     };
     let named = |verb| whack_run(&["--name", CONNECTION, verb]);
+    let reread = || whack_run(&["--name", CONNECTION, "--connectionstatus", "--showstates"]);
 
     let mut client = Command::new("setpriv")
         .args([
@@ -107,14 +108,13 @@ fn main() {
     };
 
     let (mut direct, mut service) = (Vec::new(), Vec::new());
-    let (mut polkit, mut showstates) = (Vec::new(), Vec::new());
-    let (mut reread, mut round_trip) = (Vec::new(), Vec::new());
+    let (mut polkit, mut rereading) = (Vec::new(), Vec::new());
+    let mut round_trip = Vec::new();
     for _ in 0..rounds {
         named("--initiate");
         direct.push(named("--terminate"));
-        showstates.push(whack_run(&["--showstates"]));
         if rereads {
-            reread.push(named("--connectionstatus"));
+            rereading.push(reread());
         }
         polkit.push(authorize());
         round_trip.push(micros(&ask("ping"), "reading State"));
@@ -133,9 +133,9 @@ fn main() {
     drop(to_client);
     let _ = client.wait();
 
-    let [direct, service, polkit, showstates, reread, round_trip] =
-        [direct, service, polkit, showstates, reread, round_trip].map(|mut s| median(&mut s));
-    let floor = round_trip + polkit + direct + showstates + reread;
+    let [direct, service, polkit, rereading, round_trip] =
+        [direct, service, polkit, rereading, round_trip].map(|mut s| median(&mut s));
+    let floor = round_trip + polkit + direct + rereading;
     let ms = |d: Duration| format!("{:7.2} ms", d.as_secs_f64() * 1e3);
     println!("over {rounds} rounds, medians:");
     println!("whack --terminate:               {}", ms(direct));
@@ -148,9 +148,8 @@ fn main() {
     println!("  bus round trip (reading State)  {}", ms(round_trip));
     println!("  polkit check (with credentials) {}", ms(polkit));
     println!("  whack --terminate               {}", ms(direct));
-    println!("  whack --showstates              {}", ms(showstates));
     if rereads {
-        println!("  whack --connectionstatus        {}", ms(reread));
+        println!("  whack --connectionstatus --showstates {}", ms(rereading));
     }
     println!(
         "  sum                             {} (ratio {:.2})",
