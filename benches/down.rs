@@ -145,14 +145,23 @@ fn main() {
         service.as_secs_f64() / direct.as_secs_f64()
     );
     println!("the steps of Down(), each alone:");
-    println!("  bus round trip (reading State)  {}", ms(round_trip));
-    println!("  polkit check (with credentials) {}", ms(polkit));
-    println!("  whack --terminate               {}", ms(direct));
+    println!(
+        "  {:<38}{}",
+        "bus round trip (reading State)",
+        ms(round_trip)
+    );
+    println!("  {:<38}{}", "polkit check (with credentials)", ms(polkit));
+    println!("  {:<38}{}", "whack --terminate", ms(direct));
     if rereads {
-        println!("  whack --connectionstatus --showstates {}", ms(rereading));
+        println!(
+            "  {:<38}{}",
+            "whack --connectionstatus --showstates",
+            ms(rereading)
+        );
     }
     println!(
-        "  sum                             {} (ratio {:.2})",
+        "  {:<38}{} (ratio {:.2})",
+        "sum",
         ms(floor),
         floor.as_secs_f64() / direct.as_secs_f64()
     );
