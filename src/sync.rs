@@ -14,11 +14,11 @@
 //! - after each verb, and for `Refresh()` — never more than once per poll interval however
 //!   often it is asked for; callers waiting at the same time share one listing.
 //!
-//! Bounds, measured at 10,000 connections (BENCHMARKS.md): a listing costs about 0.85 s of CPU
-//! (pluto 0.45 s, whack 0.33 s relaying 16 MB a line at a time, this service 0.06 s), so
-//! listings come about 3 minutes apart and idle costs about 0.6 % of a core, SA polls included.
-//! Below about 1,000 connections listings come every few seconds. Past about 35,000 the
-//! 10 minute cap wins and listings cost more than 0.5 %.
+//! Bounds, measured at 10,000 connections (BENCHMARKS.md): a listing costs 0.9–1.1 s of CPU
+//! (pluto 0.45–0.5 s and whack 0.4–0.5 s, each making a system call per line of 16 MB, this
+//! service 0.07–0.08 s), so listings come about 3 minutes apart and idle costs about 0.6 % of
+//! a core, SA polls included. Below about 1,000 connections listings come every few seconds.
+//! Past about 30,000 the 10 minute cap wins and listings cost more than 0.5 %.
 //!
 //! Limitation: what only a full listing shows waits for the next one — a connection routed,
 //! unrouted or changed by someone else while it has no SAs, and on 4.x, which has no cheap
