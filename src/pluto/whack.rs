@@ -71,7 +71,8 @@ impl Whack {
         }
     }
 
-    /// whack for `request`, its output going to pipes.
+    /// whack for `request`, its output going to pipes to be read as it comes; one-shot runs
+    /// point it at files instead.
     fn command(&self, request: &Request) -> Command {
         let mut command = Command::new(&self.program);
         command
