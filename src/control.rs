@@ -230,7 +230,7 @@ impl Service {
         self.verify_down(name, &said, states).await?;
 
         // 4.x leaves a trap behind for a connection whose tunnel was up, routed before or not;
-        // 5.x restores the routing it had before (read back by run_alone).
+        // 5.x restores the routing it had before (read back with the states above).
         if major == Some(4) && known.state == TunnelState::Up && !known.info.is_instance() {
             self.set_routing(name, "prospective erouted").await;
         }
@@ -255,9 +255,9 @@ impl Service {
     }
 
     /// Reads pluto's states until no established Child SA of `name` is left, updating `State`
-    /// on the way, so the change shows before the call returns; `states` are the ones the
-    /// verb's own run listed, if it did. A new attempt pluto starts by
-    /// itself (revival of an `auto=keep`/`start` connection) does not count: the tunnel is down.
+    /// on the way, so the change shows before the call returns; the first look is at `states`
+    /// when the verb's own run listed them. A new attempt pluto starts by itself (revival of an
+    /// `auto=keep`/`start` connection) does not count: the tunnel is down.
     async fn verify_down(
         &self,
         name: &str,

@@ -54,8 +54,6 @@ fn main() -> ExitCode {
     })
 }
 
-/// Logs to the journal with structured fields when systemd started us, as text otherwise.
-/// `RUST_LOG` sets the level (default `info`).
 /// Keeps the resident size near what is live. glibc gives each thread that allocates its own
 /// arena and keeps what is freed there for reuse, so a listing applied on one worker and a
 /// `GetManagedObjects` reply built on another would each leave tens of MiB resident; the work
@@ -73,6 +71,8 @@ fn tune_malloc() {
     }
 }
 
+/// Logs to the journal with structured fields when systemd started us, as text otherwise.
+/// `RUST_LOG` sets the level (default `info`).
 fn init_logging() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let registry = tracing_subscriber::registry().with(filter);
