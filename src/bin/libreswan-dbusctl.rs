@@ -114,7 +114,7 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("libreswan-dbusctl: cannot start: {err}");
+            report(&format!("cannot start: {err}"));
             return ExitCode::from(status::FAILED);
         }
     };
@@ -122,7 +122,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             // The service's message is meant for a person: print it as it came.
-            eprintln!("libreswan-dbusctl: {}", describe(&err));
+            report(&describe(&err));
             ExitCode::from(exit_status(&err))
         }
     }
@@ -174,6 +174,14 @@ fn describe(err: &Error) -> String {
     }
 }
 
+/// Writes one line to stderr in a single write, so that what other processes print on the
+/// same terminal (pkttyagent's helper may still be reporting a failed password) lands before
+/// or after it, never inside it.
+fn report(text: &str) {
+    let line = format!("libreswan-dbusctl: {text}\n");
+    let _ = io::stderr().lock().write_all(line.as_bytes());
+}
+
 /// Writes `text` to stdout; a reader that went away (`| head`) ends the program quietly.
 fn out(text: &str) {
     let mut stdout = io::stdout().lock();
@@ -182,7 +190,7 @@ fn out(text: &str) {
         .and_then(|()| stdout.flush())
     {
         if err.kind() != io::ErrorKind::BrokenPipe {
-            eprintln!("libreswan-dbusctl: cannot write: {err}");
+            report(&format!("cannot write: {err}"));
         }
         std::process::exit(0);
     }
@@ -339,7 +347,7 @@ async fn watch(client: &Client) -> Result<(), Error> {
 
     let mut terminate = signal(SignalKind::terminate()).map_err(|err| Error::Bus(err.into()))?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(|err| Error::Bus(err.into()))?;
-    eprintln!("libreswan-dbusctl: watching {SERVICE}; interrupt to stop");
+    report(&format!("watching {SERVICE}; interrupt to stop"));
     loop {
         let message = tokio::select! {
             message = messages.next() => message,
