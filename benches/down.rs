@@ -4,7 +4,8 @@
 //!     eval "$(scripts/lab env)"
 //!     cargo bench --bench down        # DOWN_ROUNDS=N for another number of rounds
 //!
-//! Each round brings westnet-eastnet up with whack, then takes it down: once with
+//! Each round brings westnet-eastnet up with whack (and has the service read it back with
+//! Refresh(), so both ways start from the same moment), then takes it down: once with
 //! `whack --terminate` (what a tool does today, process start included), once with Down()
 //! called by the lab's allowed user over a bus connection it keeps open (what an applet does:
 //! polkit check, whack, and the re-read of pluto's state included). Prints the medians and
@@ -87,6 +88,14 @@ fn main() {
         writeln!(to_client, "{request}").unwrap();
         from_client.next().expect("the client ended").unwrap()
     };
+    let bring_up = |ask: &mut dyn FnMut(&str) -> String| {
+        named("--initiate");
+        assert_eq!(
+            ask("refresh"),
+            "up",
+            "the service did not show the tunnel up"
+        );
+    };
 
     // polkit answers questions with details only from root, as the service is.
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -111,23 +120,18 @@ fn main() {
     let (mut polkit, mut rereading) = (Vec::new(), Vec::new());
     let mut round_trip = Vec::new();
     for _ in 0..rounds {
-        named("--initiate");
+        // Both ways start alike, right after the tunnel came up and the service read it back:
+        // a terminate takes a millisecond or two longer once the machine has sat idle.
+        bring_up(&mut ask);
         direct.push(named("--terminate"));
+        ask("refresh");
         if rereads {
             rereading.push(reread());
         }
         polkit.push(authorize());
         round_trip.push(micros(&ask("ping"), "reading State"));
 
-        named("--initiate");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while ask("state") != "up" {
-            assert!(
-                Instant::now() < deadline,
-                "the service never showed the tunnel up"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        bring_up(&mut ask);
         service.push(micros(&ask("down"), "Down()"));
     }
     drop(to_client);
@@ -180,7 +184,7 @@ fn median(samples: &mut [Duration]) -> Duration {
 }
 
 /// Runs as the allowed user: one bus connection, kept open; answers `name` with its unique bus
-/// name, `state` with the tunnel's State, `ping` with the microseconds reading State took, and
+/// name, `refresh` with the tunnel's State after Refresh(), `ping` with the microseconds reading State took, and
 /// `down` with the microseconds Down() took.
 fn client(address: &str) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -197,13 +201,27 @@ fn client(address: &str) {
             .build()
             .await
             .unwrap();
+        let manager: zbus::Proxy<'_> = zbus::proxy::Builder::new(&bus)
+            .destination("org.libreswan")
+            .path("/org/libreswan")
+            .interface("org.libreswan.Manager")
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await
+            .unwrap();
         let stdin = std::io::stdin();
         for line in stdin.lock().lines() {
             let answer = match line.unwrap().as_str() {
-                "state" => proxy
-                    .get_property::<String>("State")
-                    .await
-                    .unwrap_or_default(),
+                "refresh" => {
+                    manager
+                        .call_method("Refresh", &())
+                        .await
+                        .expect("Refresh() failed");
+                    proxy
+                        .get_property::<String>("State")
+                        .await
+                        .unwrap_or_default()
+                }
                 "ping" => {
                     let started = Instant::now();
                     let _: String = proxy.get_property("State").await.expect("no State");
