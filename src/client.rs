@@ -38,7 +38,7 @@
 //! The proxies are ordinary zbus proxies: build them on any [`zbus::Connection`] with
 //! `ManagerProxy::new(&bus)` and `ConnectionProxy::new(&bus, connection_path(name))`.
 
-use std::{collections::HashMap, fmt, str::FromStr};
+use std::{collections::HashMap, fmt};
 
 use zbus::{
     DBusError, OwnedObjectPath, OwnedVariant,
@@ -50,6 +50,7 @@ use zbus::{
 
 pub use crate::label::{escape, unescape};
 use crate::options::BusChoice;
+pub use crate::verb::Verb;
 
 /// The well-known name of the service.
 pub const SERVICE: &str = "org.libreswan";
@@ -223,75 +224,6 @@ pub enum Interaction {
     /// polkit answers from its rules alone; a user who could authenticate gets
     /// [`Error::InteractiveAuthorizationRequired`].
     Deny,
-}
-
-/// A state-changing method of `org.libreswan.Connection`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Verb {
-    Up,
-    Down,
-    Route,
-    Unroute,
-    Delete,
-}
-
-impl Verb {
-    pub const ALL: [Verb; 5] = [
-        Verb::Up,
-        Verb::Down,
-        Verb::Route,
-        Verb::Unroute,
-        Verb::Delete,
-    ];
-
-    /// The word the service uses in logs and in polkit's `verb` detail.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verb::Up => "up",
-            Verb::Down => "down",
-            Verb::Route => "route",
-            Verb::Unroute => "unroute",
-            Verb::Delete => "delete",
-        }
-    }
-
-    /// The D-Bus method.
-    pub fn method(self) -> &'static str {
-        match self {
-            Verb::Up => "Up",
-            Verb::Down => "Down",
-            Verb::Route => "Route",
-            Verb::Unroute => "Unroute",
-            Verb::Delete => "Delete",
-        }
-    }
-
-    /// The polkit action the service checks; route and unroute share one.
-    pub fn action(self) -> &'static str {
-        match self {
-            Verb::Up => "org.libreswan.connection.up",
-            Verb::Down => "org.libreswan.connection.down",
-            Verb::Route | Verb::Unroute => "org.libreswan.connection.route",
-            Verb::Delete => "org.libreswan.connection.delete",
-        }
-    }
-}
-
-impl fmt::Display for Verb {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Verb {
-    type Err = String;
-
-    fn from_str(word: &str) -> Result<Self, Self::Err> {
-        Verb::ALL
-            .into_iter()
-            .find(|verb| verb.as_str() == word)
-            .ok_or_else(|| format!("{word:?} is not one of up, down, route, unroute, delete"))
-    }
 }
 
 /// A connection's `State`.
@@ -744,13 +676,5 @@ mod tests {
 
         let wrong = HashMap::from([("Routed".to_owned(), text("yes"))]);
         assert!(ConnectionInfo::from_properties(connection_path("a"), &wrong).is_err());
-    }
-
-    #[test]
-    fn verbs_name_their_method_and_action() {
-        assert_eq!("unroute".parse::<Verb>(), Ok(Verb::Unroute));
-        assert_eq!(Verb::Unroute.method(), "Unroute");
-        assert_eq!(Verb::Unroute.action(), "org.libreswan.connection.route");
-        assert!("stop".parse::<Verb>().is_err());
     }
 }

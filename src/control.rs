@@ -25,8 +25,8 @@ use crate::{
         split_showstates,
     },
     pluto::{Output, PlutoError, Progress, Request, Unavailable},
-    polkit::Action,
     service::Service,
+    verb::Verb,
 };
 
 /// How often, and how far apart, the state is read again after Down before its effect is
@@ -34,38 +34,6 @@ use crate::{
 /// delete still on its way through pluto's event loop.
 const VERIFY_ATTEMPTS: u32 = 3;
 const VERIFY_PAUSE: Duration = Duration::from_millis(100);
-
-/// A state-changing operation on one connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Verb {
-    Up,
-    Down,
-    Route,
-    Unroute,
-    Delete,
-}
-
-impl Verb {
-    /// The word used in logs and in polkit's `verb` detail.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Up => "up",
-            Self::Down => "down",
-            Self::Route => "route",
-            Self::Unroute => "unroute",
-            Self::Delete => "delete",
-        }
-    }
-
-    pub fn action(self) -> Action {
-        match self {
-            Self::Up => Action::Up,
-            Self::Down => Action::Down,
-            Self::Route | Self::Unroute => Action::Route,
-            Self::Delete => Action::Delete,
-        }
-    }
-}
 
 /// Why a verb did not happen.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

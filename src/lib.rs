@@ -15,6 +15,7 @@ pub mod pluto;
 pub mod polkit;
 pub mod service;
 pub mod sync;
+pub mod verb;
 
 use std::{future::Future, sync::Arc, time::Duration};
 

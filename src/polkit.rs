@@ -10,38 +10,20 @@ use tracing::warn;
 use zbus::message::{Flags, Header};
 use zbus_polkit::policykit1::{AuthorityProxy, CheckAuthorizationFlags, Subject};
 
+use crate::verb::Verb;
+
 /// How long a check without user interaction may take before it counts as a refusal.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How long a person may take to answer an authentication dialog.
 const INTERACTIVE_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// A verb's polkit action; route and unroute share one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Up,
-    Down,
-    Route,
-    Delete,
-}
-
-impl Action {
-    pub fn id(self) -> &'static str {
-        match self {
-            Self::Up => "org.libreswan.connection.up",
-            Self::Down => "org.libreswan.connection.down",
-            Self::Route => "org.libreswan.connection.route",
-            Self::Delete => "org.libreswan.connection.delete",
-        }
-    }
-}
-
 /// What is asked of polkit: the action and the details rules can read with
 /// `action.lookup("connection")`, `"verb"` and `"template"`.
 #[derive(Debug, Clone, Copy)]
 pub struct Question<'a> {
-    pub action: Action,
-    pub verb: &'a str,
+    /// Names the action; its word is the `verb` detail.
+    pub verb: Verb,
     pub connection: &'a str,
     /// The template of an instance (road-warrior peer); empty otherwise, and then not sent.
     pub template: &'a str,
@@ -72,11 +54,9 @@ pub async fn authorize(
     question: Question<'_>,
 ) -> Result<(), Denied> {
     let Question {
-        action,
-        verb,
-        connection,
-        ..
+        verb, connection, ..
     } = question;
+    let verb = verb.as_str();
     let interactive = header
         .primary()
         .flags()
@@ -93,7 +73,7 @@ pub async fn authorize(
             connection: connection.to_owned(),
         }),
         Err(reason) => {
-            warn!(%reason, action = action.id(), connection, "polkit check failed; refusing");
+            warn!(%reason, action = question.verb.action(), connection, "polkit check failed; refusing");
             Err(Denied::Unchecked {
                 verb: verb.to_owned(),
                 connection: connection.to_owned(),
@@ -111,7 +91,10 @@ async fn check(
 ) -> Result<zbus_polkit::policykit1::AuthorizationResult, String> {
     // A system-bus-name subject: never a pid (racy) and never our own process (we are root).
     let subject = Subject::new_for_message_header(header).map_err(|err| err.to_string())?;
-    let mut details = HashMap::from([("connection", question.connection), ("verb", question.verb)]);
+    let mut details = HashMap::from([
+        ("connection", question.connection),
+        ("verb", question.verb.as_str()),
+    ]);
     if !question.template.is_empty() {
         details.insert("template", question.template);
     }
@@ -129,7 +112,7 @@ async fn check(
         .build()
         .await
         .map_err(|err| err.to_string())?;
-    let call = authority.check_authorization(&subject, question.action.id(), &details, flags, "");
+    let call = authority.check_authorization(&subject, question.verb.action(), &details, flags, "");
     match tokio::time::timeout(limit, call).await {
         Ok(Ok(result)) => Ok(result),
         Ok(Err(err)) => Err(err.to_string()),

@@ -8,9 +8,9 @@ use zbus::{fdo::DBusProxy, message::Header, names::BusName};
 
 use super::Error;
 use crate::{
-    control::Verb,
     polkit::{self, Question},
     service::Service,
+    verb::Verb,
 };
 
 /// Who called, as far as the bus daemon can tell; for the log only.
@@ -63,8 +63,7 @@ pub(crate) async fn guarded(
         .map(|known| known.info.template)
         .unwrap_or_default();
     let question = Question {
-        action: verb.action(),
-        verb: verb.as_str(),
+        verb,
         connection,
         template: &template,
     };

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use zbus::{Variant, interface, message::Header};
 
 use super::{Error, audit};
-use crate::{control::Verb, model::Connection, service::Service};
+use crate::{model::Connection, service::Service, verb::Verb};
 
 /// The D-Bus object of one connection. It holds only the name: every property is read from
 /// the service's model, so there is one copy of the truth.
