@@ -54,6 +54,29 @@ fn count_calls(whack: &FakeWhack, verb: &str) -> usize {
     calls_with(whack, verb).len()
 }
 
+/// `Manager.PlutoRunning` as any user reads it.
+fn pluto_running(bus: &TestBus) -> Value {
+    property(
+        bus,
+        Caller::Denied,
+        "/org/libreswan",
+        MANAGER,
+        "PlutoRunning",
+    )
+}
+
+/// `Manager.Refresh()` through dbus-send, which names the error of a failed call.
+fn refresh(bus: &TestBus, caller: Caller) -> Output {
+    bus.dbus_send_as(
+        caller,
+        &[
+            "--dest=org.libreswan",
+            "/org/libreswan",
+            "org.libreswan.Manager.Refresh",
+        ],
+    )
+}
+
 #[test]
 fn publishes_each_connection_with_what_pluto_says_and_anyone_may_read() {
     support::require_root();
@@ -258,14 +281,7 @@ fn pluto_gone_keeps_the_objects_and_says_why_until_it_is_back() {
     let _service = start(&bus, &whack, &[]);
 
     whack.set_pluto_running(false);
-    let refresh = bus.dbus_send_as(
-        Caller::Denied,
-        &[
-            "--dest=org.libreswan",
-            "/org/libreswan",
-            "org.libreswan.Manager.Refresh",
-        ],
-    );
+    let refresh = refresh(&bus, Caller::Denied);
     assert_eq!(
         dbus_error_name(&refresh).as_deref(),
         Some("org.libreswan.Error.PlutoUnavailable")
@@ -275,16 +291,7 @@ fn pluto_gone_keeps_the_objects_and_says_why_until_it_is_back() {
         "{}",
         stderr(&refresh)
     );
-    assert_eq!(
-        property(
-            &bus,
-            Caller::Root,
-            "/org/libreswan",
-            MANAGER,
-            "PlutoRunning"
-        ),
-        json!(false)
-    );
+    assert_eq!(pluto_running(&bus), json!(false));
     assert!(tree(&bus, Caller::Root).contains(WESTNET));
 
     let output = down(&bus, Caller::Root, WESTNET);
@@ -299,15 +306,7 @@ fn pluto_gone_keeps_the_objects_and_says_why_until_it_is_back() {
     );
 
     whack.set_pluto_running(true);
-    let back = wait_until(support::TIMEOUT, || {
-        property(
-            &bus,
-            Caller::Root,
-            "/org/libreswan",
-            MANAGER,
-            "PlutoRunning",
-        ) == json!(true)
-    });
+    let back = wait_until(support::TIMEOUT, || pluto_running(&bus) == json!(true));
     assert!(back, "PlutoRunning stayed false after pluto came back");
 }
 
@@ -326,24 +325,8 @@ fn a_missing_whack_is_pluto_unavailable_and_the_service_still_starts() {
         ],
     );
 
-    assert_eq!(
-        property(
-            &bus,
-            Caller::Root,
-            "/org/libreswan",
-            MANAGER,
-            "PlutoRunning"
-        ),
-        json!(false)
-    );
-    let refresh = bus.dbus_send_as(
-        Caller::Root,
-        &[
-            "--dest=org.libreswan",
-            "/org/libreswan",
-            "org.libreswan.Manager.Refresh",
-        ],
-    );
+    assert_eq!(pluto_running(&bus), json!(false));
+    let refresh = refresh(&bus, Caller::Root);
     assert_eq!(
         dbus_error_name(&refresh).as_deref(),
         Some("org.libreswan.Error.PlutoUnavailable")
@@ -374,16 +357,7 @@ fn a_hanging_whack_times_out_while_other_calls_are_answered() {
         });
         let asked = Instant::now();
         assert_eq!(state(&bus, SUBNET_A), json!("up"));
-        assert_eq!(
-            property(
-                &bus,
-                Caller::Denied,
-                "/org/libreswan",
-                MANAGER,
-                "PlutoRunning"
-            ),
-            json!(true)
-        );
+        assert_eq!(pluto_running(&bus), json!(true));
         assert!(
             asked.elapsed() < Duration::from_secs(2),
             "reads waited for the hung Down"
