@@ -143,7 +143,7 @@ pub trait Connection {
     fn route_interactive(&self) -> Result<(), Error>;
 
     /// Removes the connection's trap policy, as `ipsec unroute` does; [`Error::Busy`] while the
-    /// connection has SAs.
+    /// connection (or, for a template, an instance) has SAs.
     fn unroute(&self) -> Result<(), Error>;
 
     /// [`unroute`](ConnectionProxy::unroute), allowing interactive authorisation.

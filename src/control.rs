@@ -48,8 +48,17 @@ pub enum VerbError {
         connection: String,
         words: String,
     },
-    #[error("{0:?} has SAs: bring it down first")]
-    Busy(String),
+    /// Unroute refused: `holder` has SAs, the connection itself or, for a template, an instance.
+    #[error("{}", busy_words(connection, holder))]
+    Busy { connection: String, holder: String },
+}
+
+fn busy_words(connection: &str, holder: &str) -> String {
+    if connection == holder {
+        format!("{connection:?} has SAs: bring it down first")
+    } else {
+        format!("{connection:?} has an instance with SAs ({holder:?}): bring it down first")
+    }
 }
 
 type SharedRun = Shared<BoxFuture<'static, Result<(), VerbError>>>;
@@ -375,13 +384,17 @@ impl Service {
         let name = known.info.name.as_str();
 
         // pluto 4.10 crashes on --unroute of an established connection, taking every tunnel
-        // down, so it is never sent while the connection has any SA. The check is a fresh
-        // listing taken under the connection's lock, so no verb of ours can race it.
+        // down, and 5.x's --unroute of a template deletes its instances, tunnels and all. So
+        // it is never sent while the connection, or an instance of it, has any SA. The check
+        // is a fresh listing taken under the connection's lock, so no verb of ours can race it.
         // Limitation: between this listing and pluto receiving --unroute (a few ms) the peer
         // or a trap could still bring the tunnel up; pluto offers no atomic "unroute if down".
         let states = self.read_states().await?;
-        if states.iter().any(|sa| sa.connection == name) {
-            return Err(VerbError::Busy(name.to_owned()));
+        if let Some(sa) = states.iter().find(|sa| sa.is_under(name)) {
+            return Err(VerbError::Busy {
+                connection: name.to_owned(),
+                holder: sa.connection.clone(),
+            });
         }
 
         let output = self

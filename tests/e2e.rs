@@ -928,6 +928,56 @@ fn unroute_while_up_is_busy_and_pluto_stays_alive() {
 
 #[test]
 #[ignore = "needs the lab: scripts/test runs them"]
+fn unroute_of_a_template_with_a_connected_instance_is_busy_and_the_instance_stays() {
+    let lab = Lab::from_env();
+    let bus = TestBus::start();
+    let _service = lab.start_service(&bus, &["--list-interval", "1"]);
+    let _restore = lab.restore_on_drop("rw");
+    let output = lab.peer_whack(&["--name", "rw", "--initiate"]);
+    assert!(
+        text(&output.stdout).contains("established Child SA"),
+        "the peer did not connect to rw:\n{}",
+        text(&output.stdout)
+    );
+    // Whichever number pluto gave the instance: earlier tests may have used rw[1].
+    let instance = || {
+        tree(&bus)
+            .into_iter()
+            .find(|path| path.starts_with(&format!("{RW_PATH}_5b")))
+    };
+    let published = wait_until(WITHIN_LISTINGS, || instance().is_some());
+    assert!(
+        published,
+        "no object for an instance of rw: {:?}",
+        tree(&bus)
+    );
+    let instance = instance().unwrap();
+    let name = connection_property(&bus, &instance, "Name");
+
+    // 5.x's --unroute of a template deletes every instance, tunnel and all: never sent.
+    let output = bus.dbus_send_as(
+        Caller::Allowed,
+        &[
+            "--dest=org.libreswan",
+            RW_PATH,
+            "org.libreswan.Connection.Unroute",
+        ],
+    );
+    assert_eq!(
+        dbus_error_name(&output).as_deref(),
+        Some("org.libreswan.Error.Busy")
+    );
+    let holder = format!("has an instance with SAs ({name})");
+    assert!(stderr(&output).contains(&holder), "{}", stderr(&output));
+    // pluto prints the instance as "rw"[1]: the template's lines are the instance's.
+    assert_eq!(lab.child_sas("rw").len(), 1, "the instance lost its tunnel");
+    assert_eq!(connection_property(&bus, &instance, "State"), json!("up"));
+
+    lab.peer_whack(&["--name", "rw", "--terminate"]);
+}
+
+#[test]
+#[ignore = "needs the lab: scripts/test runs them"]
 fn delete_removes_the_connection_and_its_object() {
     let lab = Lab::from_env();
     let bus = TestBus::start();

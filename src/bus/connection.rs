@@ -87,8 +87,9 @@ impl ConnectionObject {
     }
 
     /// Removes the connection's trap policy, as `ipsec unroute` does, so it stays down for
-    /// good. Refused with org.libreswan.Error.Busy while the connection has SAs: bring it
-    /// down first. polkit action: org.libreswan.connection.route (detail verb=unroute).
+    /// good. Refused with org.libreswan.Error.Busy while the connection (or, for a template,
+    /// an instance) has SAs: bring it down first. polkit action:
+    /// org.libreswan.connection.route (detail verb=unroute).
     async fn unroute(
         &self,
         #[zbus(header)] header: Header<'_>,

@@ -89,7 +89,7 @@ impl From<VerbError> for Error {
             VerbError::Pluto(err) => err.into(),
             VerbError::UnknownConnection(_) => Self::UnknownConnection(message),
             VerbError::Refused { .. } => Self::Failed(message),
-            VerbError::Busy(_) => Self::Busy(message),
+            VerbError::Busy { .. } => Self::Busy(message),
         }
     }
 }
@@ -142,7 +142,11 @@ mod tests {
                 "org.libreswan.Error.Failed",
             ),
             (
-                VerbError::Busy("a".into()).into(),
+                VerbError::Busy {
+                    connection: "a".into(),
+                    holder: "a".into(),
+                }
+                .into(),
                 "org.libreswan.Error.Busy",
             ),
         ];

@@ -88,6 +88,22 @@ pub struct SaState {
     pub name: String,
 }
 
+impl SaState {
+    /// Whether the SA is `connection`'s own or, when `connection` is a template, one of its
+    /// instances' (`rw[3]` for `rw`). Read from the name alone, so an instance the model has
+    /// not seen yet counts too.
+    pub fn is_under(&self, connection: &str) -> bool {
+        match self.connection.strip_prefix(connection) {
+            Some("") => true,
+            Some(rest) => rest
+                .strip_prefix('[')
+                .and_then(|rest| rest.strip_suffix(']'))
+                .is_some_and(|number| parse_u64(number).is_some()),
+            None => false,
+        }
+    }
+}
+
 /// Byte counts of one Child SA from `--trafficstatus`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Traffic {
@@ -254,6 +270,26 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn an_sa_is_under_its_connection_and_an_instance_under_its_template() {
+        let sa = |connection: &str| SaState {
+            serial: 1,
+            connection: connection.to_owned(),
+            kind: SaKind::Child,
+            established: true,
+            name: "ESTABLISHED_CHILD_SA".to_owned(),
+        };
+        assert!(sa("rw").is_under("rw"));
+        assert!(sa("rw[12]").is_under("rw"));
+        assert!(sa("rw[12]").is_under("rw[12]"));
+        assert!(!sa("rw[12]").is_under("rw[1]"));
+        assert!(!sa("rw").is_under("rw[12]"));
+        assert!(!sa("rw2").is_under("rw"));
+        assert!(!sa("rw[]").is_under("rw"));
+        assert!(!sa("rw[x]").is_under("rw"));
+        assert!(!sa("west").is_under("rw"));
+    }
 
     #[test]
     fn codes_are_split_off_4_x_lines_only() {
