@@ -269,12 +269,17 @@ impl Service {
 
     /// Brings the tunnel up. Returns once pluto has accepted the attempt; its progress shows
     /// as `State` and, while it is not up, `LastError`. Does nothing for a tunnel that is up or
-    /// on its way: initiating again would create a second Child SA.
+    /// on its way, or a template with an instance up: initiating again would create a second
+    /// Child SA (4.x initiates a template's instances). A template without instances is
+    /// pluto's to refuse: it does not know the peer.
     async fn up(self: &Arc<Self>, known: &Connection, major: Option<u32>) -> Result<(), VerbError> {
         let name = known.info.name.as_str();
-        self.read_states().await?;
+        let states = self.read_states().await?;
         let state = self.connection(name).map(|c| c.state);
-        if state == Some(TunnelState::Up) || self.verbs.attempt_running(name) {
+        let instance_up = states.iter().any(|sa| {
+            sa.connection != name && sa.is_under(name) && sa.kind == SaKind::Child && sa.established
+        });
+        if state == Some(TunnelState::Up) || instance_up || self.verbs.attempt_running(name) {
             return Ok(());
         }
 
@@ -288,7 +293,9 @@ impl Service {
         let accepted = tokio::time::timeout(self.settings.whack_timeout, async {
             while let Some(line) = progress.next_line().await {
                 match parse_initiate_line(&line) {
-                    InitiateEvent::Other => continue,
+                    // A failure before any state is pluto refusing the request (4.x: "failed
+                    // to initiate connection"); whack ends and its answer is judged below.
+                    InitiateEvent::Other | InitiateEvent::Failed(_) => continue,
                     event => return Some(event),
                 }
             }

@@ -82,6 +82,27 @@ fn up_to_a_dead_peer_says_why_and_ends_down() {
 }
 
 #[test]
+fn up_that_pluto_refuses_outright_fails_with_pluto_s_words() {
+    support::require_root();
+    let bus = TestBus::start();
+    // 4.10's answer to initiating a template that waits for peers: no state is ever created.
+    let whack = FakeWhack::new("refused-initiate");
+    let _service = start(&bus, &whack, &[]);
+
+    assert_eq!(
+        call_error(&bus, Caller::Root, NEVER_UP, "Up").as_deref(),
+        Some("org.libreswan.Error.Failed")
+    );
+    let output = call(&bus, Caller::Root, NEVER_UP, "Up");
+    assert!(
+        stderr(&output).contains("without knowing peer IP address"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(connection_property(&bus, NEVER_UP, "State"), json!("down"));
+}
+
+#[test]
 fn every_verb_is_refused_for_a_user_polkit_does_not_allow() {
     support::require_root();
     let bus = TestBus::start();

@@ -51,8 +51,8 @@ pub(crate) fn signalled_properties(
 impl ConnectionObject {
     /// Brings the tunnel up. Returns as soon as pluto has accepted the attempt; watch State
     /// go to `negotiating`, then `up` — or back to `down`, with LastError saying why. Does
-    /// nothing for a tunnel that is up or on its way up. polkit action:
-    /// org.libreswan.connection.up.
+    /// nothing for a tunnel that is up or on its way up, or a template with an instance up.
+    /// polkit action: org.libreswan.connection.up.
     async fn up(
         &self,
         #[zbus(header)] header: Header<'_>,
