@@ -151,7 +151,7 @@ pub trait Connection {
     fn unroute_interactive(&self) -> Result<(), Error>;
 
     /// Makes pluto forget the connection, as `ipsec delete` does; the object is gone when the
-    /// call returns.
+    /// call returns. [`Error::Failed`] for an instance of a template: take it down instead.
     fn delete(&self) -> Result<(), Error>;
 
     /// [`delete`](ConnectionProxy::delete), allowing interactive authorisation.
@@ -499,7 +499,8 @@ pub enum Error {
     /// `org.libreswan.Error.Timeout`: pluto did not answer in time.
     #[error("{0}")]
     Timeout(String),
-    /// `org.libreswan.Error.Failed`: pluto refused; the message carries pluto's words.
+    /// `org.libreswan.Error.Failed`: the verb did not happen: pluto refused (the message carries
+    /// pluto's words), or it does not apply (delete of an instance).
     #[error("{0}")]
     Failed(String),
     /// `org.libreswan.Error.Busy`: not now (e.g. unroute while the tunnel has SAs).

@@ -48,6 +48,16 @@ pub enum VerbError {
         connection: String,
         words: String,
     },
+    /// Delete refused for an instance: pluto makes one per peer of a template, and 5.2
+    /// crashes when asked to delete one by its serial (4.10 ignores the request).
+    #[error(
+        "{connection:?} is an instance of {template:?}, made for one peer: take it down with \
+         Down(), or delete {template:?}"
+    )]
+    Instance {
+        connection: String,
+        template: String,
+    },
     /// Unroute refused: `holder` has SAs, the connection itself or, for a template, an instance.
     #[error("{}", busy_words(connection, holder))]
     Busy { connection: String, holder: String },
@@ -414,9 +424,15 @@ impl Service {
     }
 
     /// Makes pluto forget the connection (and a template's instances); the objects are gone
-    /// before the call returns.
+    /// before the call returns. An instance is refused: see [`VerbError::Instance`].
     async fn delete(&self, known: &Connection, major: Option<u32>) -> Result<(), VerbError> {
         let name = known.info.name.as_str();
+        if known.info.is_instance() {
+            return Err(VerbError::Instance {
+                connection: name.to_owned(),
+                template: known.info.template.clone(),
+            });
+        }
         self.verbs.forget_attempt(name);
         let output = self
             .pluto

@@ -390,6 +390,23 @@ fn tree(bus: &TestBus) -> Vec<String> {
         .collect()
 }
 
+/// The path of an instance of `rw` once it is published, whichever number pluto gave it:
+/// earlier tests may have used `rw[1]`.
+fn wait_for_instance_of_rw(bus: &TestBus) -> String {
+    let instance = || {
+        tree(bus)
+            .into_iter()
+            .find(|path| path.starts_with(&format!("{RW_PATH}_5b")))
+    };
+    let published = wait_until(WITHIN_LISTINGS, || instance().is_some());
+    assert!(
+        published,
+        "no object for an instance of rw: {:?}",
+        tree(bus)
+    );
+    instance().unwrap()
+}
+
 /// The object path the service gives `connection`.
 fn object_of(bus: &TestBus, connection: &str) -> String {
     let output = bus.call_as(
@@ -767,7 +784,6 @@ fn succeeds(bus: &TestBus, caller: Caller, path: &str, method: &str) {
 const DEAD_PEER: &str = "dead-peer";
 const DEAD_PEER_PATH: &str = "/org/libreswan/Connection/dead_2dpeer";
 const RW_PATH: &str = "/org/libreswan/Connection/rw";
-const RW_INSTANCE_PATH: &str = "/org/libreswan/Connection/rw_5b1_5d";
 const SUBNET_A_SRC: &str = "10.1.0.0/24";
 const SUBNET_A_DST: &str = "10.2.0.0/24";
 
@@ -836,38 +852,29 @@ fn down_on_a_road_warrior_instance_takes_down_only_that_instance() {
     let _service = lab.start_service(&bus, &["--list-interval", "1"]);
     let _restore = lab.restore_on_drop("rw");
 
-    // The peer connects to the template; pluto makes an instance of it.
+    // The peer connects to the template; pluto makes an instance of it, `rw[N]`.
     let _peer = lab.peer_connects_to_rw();
-    let published = wait_until(WITHIN_LISTINGS, || {
-        tree(&bus).iter().any(|path| path == RW_INSTANCE_PATH)
-    });
-    assert!(published, "no object for rw[1]: {:?}", tree(&bus));
+    let instance = wait_for_instance_of_rw(&bus);
+    let name = connection_property(&bus, &instance, "Name");
+    let name = name.as_str().unwrap();
     assert_eq!(
-        connection_property(&bus, RW_INSTANCE_PATH, "Template"),
+        connection_property(&bus, &instance, "Template"),
         json!("rw")
     );
-    assert_eq!(
-        connection_property(&bus, RW_INSTANCE_PATH, "State"),
-        json!("up")
-    );
+    assert_eq!(connection_property(&bus, &instance, "State"), json!("up"));
 
-    succeeds(&bus, Caller::Allowed, RW_INSTANCE_PATH, "Down");
+    succeeds(&bus, Caller::Allowed, &instance, "Down");
     // Rules can allow a whole template: polkit was told which one.
     let log = bus.polkit_log();
-    assert!(
-        log.contains("user=lswallowed connection=rw[1] verb=down result=yes template=rw"),
-        "polkitd log:\n{log}"
-    );
+    let asked = format!("user=lswallowed connection={name} verb=down result=yes template=rw");
+    assert!(log.contains(&asked), "polkitd log:\n{log}");
     // No SA of this instance is left (a peer that revives comes back as another instance).
+    // pluto prints rw[N] as "rw"[N].
+    let listed = format!("\"rw\"{} ", name.strip_prefix("rw").unwrap());
     let states = text(&lab.whack(&["--showstates"]).stdout);
-    assert!(
-        !states.contains("\"rw\"[1] "),
-        "rw[1] still has SAs:\n{states}"
-    );
-    let gone = wait_until(WITHIN_LISTINGS, || {
-        !tree(&bus).iter().any(|path| path == RW_INSTANCE_PATH)
-    });
-    assert!(gone, "rw[1] is still published");
+    assert!(!states.contains(&listed), "{name} still has SAs:\n{states}");
+    let gone = wait_until(WITHIN_LISTINGS, || !tree(&bus).contains(&instance));
+    assert!(gone, "{name} is still published");
     assert!(
         tree(&bus).iter().any(|path| path == RW_PATH),
         "the template vanished"
@@ -951,19 +958,7 @@ fn unroute_of_a_template_with_a_connected_instance_is_busy_and_the_instance_stay
     let _restore = lab.restore_on_drop("rw");
     // The peer connects to the template; pluto makes an instance of it.
     let _peer = lab.peer_connects_to_rw();
-    // Whichever number pluto gave the instance: earlier tests may have used rw[1].
-    let instance = || {
-        tree(&bus)
-            .into_iter()
-            .find(|path| path.starts_with(&format!("{RW_PATH}_5b")))
-    };
-    let published = wait_until(WITHIN_LISTINGS, || instance().is_some());
-    assert!(
-        published,
-        "no object for an instance of rw: {:?}",
-        tree(&bus)
-    );
-    let instance = instance().unwrap();
+    let instance = wait_for_instance_of_rw(&bus);
     let name = connection_property(&bus, &instance, "Name");
 
     // 5.x's --unroute of a template deletes every instance, tunnel and all: never sent.
@@ -1021,6 +1016,39 @@ fn up_on_a_template_is_pluto_s_to_refuse_and_changes_nothing_once_an_instance_is
     // the instance as "rw"[N]: the template's lines are the instance's.
     let second = wait_until(Duration::from_secs(2), || lab.child_sas("rw").len() > 1);
     assert!(!second, "Up added a Child SA: {:?}", lab.child_sas("rw"));
+}
+
+#[test]
+#[ignore = "needs the lab: scripts/test runs them"]
+fn delete_of_an_instance_is_refused_and_pluto_and_the_tunnel_stay() {
+    let lab = Lab::from_env();
+    let bus = TestBus::start();
+    let _service = lab.start_service(&bus, &["--list-interval", "1"]);
+    let _restore = lab.restore_on_drop("rw");
+    let _peer = lab.peer_connects_to_rw();
+    let instance = wait_for_instance_of_rw(&bus);
+
+    // pluto 5.2 dies on --delete of an instance: it must never hear of it.
+    let output = bus.dbus_send_as(
+        Caller::Root,
+        &[
+            "--dest=org.libreswan",
+            &instance,
+            "org.libreswan.Connection.Delete",
+        ],
+    );
+    assert_eq!(
+        dbus_error_name(&output).as_deref(),
+        Some("org.libreswan.Error.Failed")
+    );
+    assert!(
+        stderr(&output).contains("is an instance of \"rw\""),
+        "{}",
+        stderr(&output)
+    );
+    assert!(lab.whack(&["--status"]).status.success(), "pluto is gone");
+    assert_eq!(lab.child_sas("rw").len(), 1, "the instance lost its tunnel");
+    assert_eq!(connection_property(&bus, &instance, "State"), json!("up"));
 }
 
 #[test]

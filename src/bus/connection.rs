@@ -98,9 +98,10 @@ impl ConnectionObject {
         audit::guarded(&self.service, bus, &header, Verb::Unroute, &self.name).await
     }
 
-    /// Makes pluto forget the connection, as `ipsec delete` does, taking its SAs down first.
-    /// The object is gone (InterfacesRemoved) when the call returns. polkit action:
-    /// org.libreswan.connection.delete.
+    /// Makes pluto forget the connection, as `ipsec delete` does, taking its SAs down first;
+    /// for a template, its instances too. The object is gone (InterfacesRemoved) when the call
+    /// returns. Refused with org.libreswan.Error.Failed for an instance, which pluto makes for
+    /// one peer: take it Down() instead. polkit action: org.libreswan.connection.delete.
     async fn delete(
         &self,
         #[zbus(header)] header: Header<'_>,

@@ -88,7 +88,7 @@ impl From<VerbError> for Error {
         match err {
             VerbError::Pluto(err) => err.into(),
             VerbError::UnknownConnection(_) => Self::UnknownConnection(message),
-            VerbError::Refused { .. } => Self::Failed(message),
+            VerbError::Refused { .. } | VerbError::Instance { .. } => Self::Failed(message),
             VerbError::Busy { .. } => Self::Busy(message),
         }
     }
@@ -137,6 +137,14 @@ mod tests {
                     verb: "down",
                     connection: "a".into(),
                     words: "pluto said no".into(),
+                }
+                .into(),
+                "org.libreswan.Error.Failed",
+            ),
+            (
+                VerbError::Instance {
+                    connection: "rw[1]".into(),
+                    template: "rw".into(),
                 }
                 .into(),
                 "org.libreswan.Error.Failed",
