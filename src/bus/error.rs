@@ -102,7 +102,7 @@ mod tests {
 
     #[test]
     fn maps_each_failure_to_its_stable_name() {
-        let cases: [(Error, &str); 7] = [
+        let cases: [(Error, &str); 8] = [
             (
                 Denied::NotAuthorized {
                     verb: "down".into(),
