@@ -883,6 +883,34 @@ fn down_on_a_road_warrior_instance_takes_down_only_that_instance() {
 
 #[test]
 #[ignore = "needs the lab: scripts/test runs them"]
+fn down_on_a_template_takes_down_its_instances_and_keeps_the_template() {
+    let lab = Lab::from_env();
+    let bus = TestBus::start();
+    let _service = lab.start_service(&bus, &["--list-interval", "1"]);
+    let _restore = lab.restore_on_drop("rw");
+    let _peer = lab.peer_connects_to_rw();
+    let instance = wait_for_instance_of_rw(&bus);
+    let before = lab.child_sas("rw");
+    assert_eq!(before.len(), 1, "{before:?}");
+
+    // As `ipsec down rw`: every instance goes. The peer may revive and come back as a new
+    // instance with new SAs; the old Child SA must be gone.
+    succeeds(&bus, Caller::Allowed, RW_PATH, "Down");
+    let after = lab.child_sas("rw");
+    assert!(
+        !after.contains(&before[0]),
+        "{before:?} still there: {after:?}"
+    );
+    let gone = wait_until(WITHIN_LISTINGS, || !tree(&bus).contains(&instance));
+    assert!(gone, "{instance} is still published");
+    assert!(
+        tree(&bus).iter().any(|path| path == RW_PATH),
+        "the template vanished"
+    );
+}
+
+#[test]
+#[ignore = "needs the lab: scripts/test runs them"]
 fn route_then_down_keeps_the_policy_and_unroute_after_down_removes_it() {
     let lab = Lab::from_env();
     let bus = TestBus::start();
