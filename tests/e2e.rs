@@ -226,17 +226,21 @@ impl Lab {
         }
     }
 
-    /// Has the peer connect to the template `rw`, which makes an instance of it here; the peer
-    /// takes its side down again when the guard is dropped, so it cannot come back as another
-    /// instance in a later test.
+    /// Has the peer connect to the template `rw`, which makes an instance of it here. When the
+    /// guard is dropped the peer takes its side down, so it cannot come back as another
+    /// instance in a later test, and then `rw` is put back as it was here.
     fn peer_connects_to_rw(&self) -> PeerOnRw<'_> {
+        let restore = self.restore_on_drop("rw");
         let output = self.peer_whack(&["--name", "rw", "--initiate"]);
         assert!(
             text(&output.stdout).contains("established Child SA"),
             "the peer did not connect to rw:\n{}",
             text(&output.stdout)
         );
-        PeerOnRw { lab: self }
+        PeerOnRw {
+            lab: self,
+            _restore: restore,
+        }
     }
 
     /// Runs `scripts/lab VERB [NAME] --dir LAB_DIR`.
@@ -305,9 +309,10 @@ impl Drop for Restore<'_> {
     }
 }
 
-/// The peer's side of `rw`, taken down when dropped.
+/// The peer's side of `rw`, taken down when dropped; then `_restore` puts this side back.
 struct PeerOnRw<'lab> {
     lab: &'lab Lab,
+    _restore: Restore<'lab>,
 }
 
 impl Drop for PeerOnRw<'_> {
@@ -850,7 +855,6 @@ fn down_on_a_road_warrior_instance_takes_down_only_that_instance() {
     let lab = Lab::from_env();
     let bus = TestBus::start();
     let _service = lab.start_service(&bus, &["--list-interval", "1"]);
-    let _restore = lab.restore_on_drop("rw");
 
     // The peer connects to the template; pluto makes an instance of it, `rw[N]`.
     let _peer = lab.peer_connects_to_rw();
@@ -887,7 +891,6 @@ fn down_on_a_template_takes_down_its_instances_and_keeps_the_template() {
     let lab = Lab::from_env();
     let bus = TestBus::start();
     let _service = lab.start_service(&bus, &["--list-interval", "1"]);
-    let _restore = lab.restore_on_drop("rw");
     let _peer = lab.peer_connects_to_rw();
     let instance = wait_for_instance_of_rw(&bus);
     let before = lab.child_sas("rw");
@@ -983,7 +986,6 @@ fn unroute_of_a_template_with_a_connected_instance_is_busy_and_the_instance_stay
     let lab = Lab::from_env();
     let bus = TestBus::start();
     let _service = lab.start_service(&bus, &["--list-interval", "1"]);
-    let _restore = lab.restore_on_drop("rw");
     // The peer connects to the template; pluto makes an instance of it.
     let _peer = lab.peer_connects_to_rw();
     let instance = wait_for_instance_of_rw(&bus);
@@ -1015,7 +1017,6 @@ fn up_on_a_template_is_pluto_s_to_refuse_and_changes_nothing_once_an_instance_is
     let lab = Lab::from_env();
     let bus = TestBus::start();
     let _service = lab.start_service(&bus, &["--list-interval", "1"]);
-    let _restore = lab.restore_on_drop("rw");
 
     // Waiting for peers, a template has no peer to initiate to: pluto says so.
     let output = bus.dbus_send_as(
@@ -1052,7 +1053,6 @@ fn delete_of_an_instance_is_refused_and_pluto_and_the_tunnel_stay() {
     let lab = Lab::from_env();
     let bus = TestBus::start();
     let _service = lab.start_service(&bus, &["--list-interval", "1"]);
-    let _restore = lab.restore_on_drop("rw");
     let _peer = lab.peer_connects_to_rw();
     let instance = wait_for_instance_of_rw(&bus);
 
