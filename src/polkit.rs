@@ -56,7 +56,6 @@ pub async fn authorize(
     let Question {
         verb, connection, ..
     } = question;
-    let verb = verb.as_str();
     let interactive = header
         .primary()
         .flags()
@@ -65,17 +64,17 @@ pub async fn authorize(
     match answer {
         Ok(result) if result.is_authorized => Ok(()),
         Ok(result) if result.is_challenge && !interactive => Err(Denied::InteractionRequired {
-            verb: verb.to_owned(),
+            verb: verb.to_string(),
             connection: connection.to_owned(),
         }),
         Ok(_) => Err(Denied::NotAuthorized {
-            verb: verb.to_owned(),
+            verb: verb.to_string(),
             connection: connection.to_owned(),
         }),
         Err(reason) => {
-            warn!(%reason, action = question.verb.action(), connection, "polkit check failed; refusing");
+            warn!(%reason, action = verb.action(), connection, "polkit check failed; refusing");
             Err(Denied::Unchecked {
-                verb: verb.to_owned(),
+                verb: verb.to_string(),
                 connection: connection.to_owned(),
                 reason,
             })
