@@ -29,7 +29,10 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use support::{
     Caller, Service, TIMEOUT, TestBus,
-    calls::{CONNECTION, MANAGER, call, call_error, connection_property, property, stderr},
+    calls::{
+        CONNECTION, MANAGER, assert_refused, call, call_error, connection_property, property,
+        stderr,
+    },
     dbus_error_name, gdbus_error_name, process_running, wait_until,
 };
 use zbus::MessageStream;
@@ -992,20 +995,15 @@ fn unroute_of_a_template_with_a_connected_instance_is_busy_and_the_instance_stay
     let name = connection_property(&bus, &instance, "Name");
 
     // 5.x's --unroute of a template deletes every instance, tunnel and all: never sent.
-    let output = bus.dbus_send_as(
-        Caller::Allowed,
-        &[
-            "--dest=org.libreswan",
-            RW_PATH,
-            "org.libreswan.Connection.Unroute",
-        ],
-    );
-    assert_eq!(
-        dbus_error_name(&output).as_deref(),
-        Some("org.libreswan.Error.Busy")
-    );
     let holder = format!("has an instance with SAs ({name})");
-    assert!(stderr(&output).contains(&holder), "{}", stderr(&output));
+    assert_refused(
+        &bus,
+        Caller::Allowed,
+        RW_PATH,
+        "Unroute",
+        "org.libreswan.Error.Busy",
+        &holder,
+    );
     // pluto prints the instance as "rw"[1]: the template's lines are the instance's.
     assert_eq!(lab.child_sas("rw").len(), 1, "the instance lost its tunnel");
     assert_eq!(connection_property(&bus, &instance, "State"), json!("up"));
@@ -1019,22 +1017,13 @@ fn up_on_a_template_is_pluto_s_to_refuse_and_changes_nothing_once_an_instance_is
     let _service = lab.start_service(&bus, &["--list-interval", "1"]);
 
     // Waiting for peers, a template has no peer to initiate to: pluto says so.
-    let output = bus.dbus_send_as(
+    assert_refused(
+        &bus,
         Caller::Allowed,
-        &[
-            "--dest=org.libreswan",
-            RW_PATH,
-            "org.libreswan.Connection.Up",
-        ],
-    );
-    assert_eq!(
-        dbus_error_name(&output).as_deref(),
-        Some("org.libreswan.Error.Failed")
-    );
-    assert!(
-        stderr(&output).contains("without knowing peer IP address"),
-        "{}",
-        stderr(&output)
+        RW_PATH,
+        "Up",
+        "org.libreswan.Error.Failed",
+        "without knowing peer IP address",
     );
 
     // With a peer connected, the instance is the template's tunnel: 4.x would add a second
@@ -1057,22 +1046,13 @@ fn delete_of_an_instance_is_refused_and_pluto_and_the_tunnel_stay() {
     let instance = wait_for_instance_of_rw(&bus);
 
     // pluto 5.2 dies on --delete of an instance: it must never hear of it.
-    let output = bus.dbus_send_as(
+    assert_refused(
+        &bus,
         Caller::Root,
-        &[
-            "--dest=org.libreswan",
-            &instance,
-            "org.libreswan.Connection.Delete",
-        ],
-    );
-    assert_eq!(
-        dbus_error_name(&output).as_deref(),
-        Some("org.libreswan.Error.Failed")
-    );
-    assert!(
-        stderr(&output).contains("is an instance of \"rw\""),
-        "{}",
-        stderr(&output)
+        &instance,
+        "Delete",
+        "org.libreswan.Error.Failed",
+        "is an instance of \"rw\"",
     );
     assert!(lab.whack(&["--status"]).status.success(), "pluto is gone");
     assert_eq!(lab.child_sas("rw").len(), 1, "the instance lost its tunnel");

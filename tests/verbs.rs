@@ -8,7 +8,7 @@ use std::thread;
 use serde_json::json;
 use support::{
     Caller, FakeWhack, Service, TestBus,
-    calls::{call, call_error, calls_with, connection_property, stderr, tree},
+    calls::{assert_refused, call, call_error, calls_with, connection_property, stderr, tree},
     wait_until,
 };
 
@@ -89,15 +89,13 @@ fn up_that_pluto_refuses_outright_fails_with_pluto_s_words() {
     let whack = FakeWhack::new("refused-initiate");
     let _service = start(&bus, &whack, &[]);
 
-    assert_eq!(
-        call_error(&bus, Caller::Root, NEVER_UP, "Up").as_deref(),
-        Some("org.libreswan.Error.Failed")
-    );
-    let output = call(&bus, Caller::Root, NEVER_UP, "Up");
-    assert!(
-        stderr(&output).contains("without knowing peer IP address"),
-        "{}",
-        stderr(&output)
+    assert_refused(
+        &bus,
+        Caller::Root,
+        NEVER_UP,
+        "Up",
+        "org.libreswan.Error.Failed",
+        "without knowing peer IP address",
     );
     assert_eq!(connection_property(&bus, NEVER_UP, "State"), json!("down"));
 }
@@ -157,15 +155,13 @@ fn unroute_of_a_connection_with_sas_is_busy_and_never_reaches_pluto() {
     let whack = FakeWhack::new("two-up");
     let _service = start(&bus, &whack, &[]);
 
-    assert_eq!(
-        call_error(&bus, Caller::Root, WESTNET, "Unroute").as_deref(),
-        Some("org.libreswan.Error.Busy")
-    );
-    let output = call(&bus, Caller::Root, WESTNET, "Unroute");
-    assert!(
-        stderr(&output).contains("bring it down first"),
-        "{}",
-        stderr(&output)
+    assert_refused(
+        &bus,
+        Caller::Root,
+        WESTNET,
+        "Unroute",
+        "org.libreswan.Error.Busy",
+        "bring it down first",
     );
     assert!(calls_with(&whack, "--unroute").is_empty());
 }

@@ -783,6 +783,23 @@ pub mod calls {
         dbus_error_name(&output)
     }
 
+    /// Calls a method of a connection as [`call_error`] does and fails unless the service
+    /// answered with the error `name` and a message containing `words`.
+    pub fn assert_refused(
+        bus: &TestBus,
+        caller: Caller,
+        path: &str,
+        method: &str,
+        name: &str,
+        words: &str,
+    ) {
+        let member = format!("{CONNECTION}.{method}");
+        let output = bus.dbus_send_as(caller, &["--dest=org.libreswan", path, &member]);
+        assert_eq!(dbus_error_name(&output).as_deref(), Some(name), "{method}");
+        let said = stderr(&output);
+        assert!(said.contains(words), "{method}: {said}");
+    }
+
     pub fn stderr(output: &Output) -> String {
         String::from_utf8_lossy(&output.stderr).into_owned()
     }
